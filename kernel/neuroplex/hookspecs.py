@@ -1,0 +1,202 @@
+"""Every neuroplex hook, in one module.
+
+Plugins implement these with :data:`neuroplex.hookimpl`; the spec marker is private (only the
+kernel adds hooks). Every hook is a *registration* hook: it takes no arguments and returns an
+iterable of records of its kind. All results are collected (none "wins"); two distributions
+registering the same name of the same kind is an error resolved by an explicit preference.
+
+A plugin is a module named by an entry point in group ``"neuroplex"``::
+
+    # pyproject.toml
+    [project.entry-points.neuroplex]
+    my_plugin = "my_plugin.plugin"
+
+Entry modules must stay import-light: no torch at import time. Put heavy code behind
+``"module:attr"`` factories, which the kernel imports on first use.
+
+Hook API version: :data:`HOOK_API_VERSION` (bumped on any incompatible change).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pluggy
+
+from neuroplex.records import (
+    AnalyzerRecord,
+    DatasetRecord,
+    DeviceRecord,
+    FeedbackSinkRecord,
+    LayerRecord,
+    ModelRecord,
+    OptimizerRecord,
+)
+
+PROJECT_NAME = "neuroplex"
+HOOK_API_VERSION = 1
+
+_hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+#: hook name for each component kind
+HOOK_FOR_KIND: dict[str, str] = {
+    "layer": "neuroplex_register_layers",
+    "model": "neuroplex_register_models",
+    "optimizer": "neuroplex_register_optimizers",
+    "device": "neuroplex_register_devices",
+    "analyzer": "neuroplex_register_analyzers",
+    "feedback_sink": "neuroplex_register_feedback_sinks",
+    "dataset": "neuroplex_register_datasets",
+}
+
+
+@_hookspec
+def neuroplex_register_layers() -> Iterable[LayerRecord]:
+    """Register layers and activations.
+
+    Called once when plugins load. Return (or yield) :class:`~neuroplex.LayerRecord` s; the
+    factory is called as ``factory(**config)`` and returns a ``torch.nn.Module``. Activations
+    carry the ``"activation"`` capability.
+
+    Example plugin::
+
+        from neuroplex import LayerRecord, hookimpl
+
+        @hookimpl
+        def neuroplex_register_layers():
+            yield LayerRecord(
+                name="scaled_tanh",
+                factory="my_plugin.layers:ScaledTanh",
+                summary="tanh(x) * scale",
+                capabilities={"activation"},
+                example_config={"scale": 2.0},
+                example_input=(4, 8),
+            )
+    """
+
+
+@_hookspec
+def neuroplex_register_models() -> Iterable[ModelRecord]:
+    """Register model families.
+
+    Return :class:`~neuroplex.ModelRecord` s; the factory is called as
+    ``factory(config: ModelConfig)`` and returns a ``torch.nn.Module``. A family with its own
+    training step names it in ``training_step`` (see :mod:`neuroplex.steps`).
+
+    Example plugin::
+
+        from neuroplex import ModelRecord, hookimpl
+
+        @hookimpl
+        def neuroplex_register_models():
+            return [
+                ModelRecord(
+                    name="tiny_mlp",
+                    factory="my_plugin.models:TinyMLP",
+                    summary="one hidden layer",
+                    example_config={"input_size": 8, "output_size": 3},
+                    example_input=(4, 8),
+                )
+            ]
+    """
+
+
+@_hookspec
+def neuroplex_register_optimizers() -> Iterable[OptimizerRecord]:
+    """Register optimizers (``role="optimizer"``) and LR schedulers (``role="scheduler"``).
+
+    Optimizer factories are called as ``factory(params, **config)``; scheduler factories as
+    ``factory(optimizer, **config)``.
+
+    Example plugin::
+
+        from neuroplex import OptimizerRecord, hookimpl
+
+        @hookimpl
+        def neuroplex_register_optimizers():
+            yield OptimizerRecord(
+                name="sgd_plain",
+                factory="torch.optim:SGD",
+                summary="plain SGD",
+                example_config={"lr": 0.1},
+            )
+    """
+
+
+@_hookspec
+def neuroplex_register_devices() -> Iterable[DeviceRecord]:
+    """Register devices. The factory returns an object with ``is_available()`` (never
+    raises), ``torch_device()``, ``ort_providers()`` and ``info()``. ``priority`` decides the
+    ``auto`` choice.
+
+    Example plugin::
+
+        from neuroplex import DeviceRecord, hookimpl
+
+        @hookimpl
+        def neuroplex_register_devices():
+            yield DeviceRecord(
+                name="my_npu", factory="my_plugin.device:NPU", summary="an NPU", priority=50
+            )
+    """
+
+
+@_hookspec
+def neuroplex_register_analyzers() -> Iterable[AnalyzerRecord]:
+    """Register analyzers (explanations, attacks). The factory is called as
+    ``factory(model, **config)`` and returns an object whose ``analyze(x, y=None)`` returns a
+    frozen record with ``to_dict()``.
+
+    Example plugin::
+
+        from neuroplex import AnalyzerRecord, hookimpl
+
+        @hookimpl
+        def neuroplex_register_analyzers():
+            yield AnalyzerRecord(
+                name="mean_logit",
+                factory="my_plugin.analysis:MeanLogit",
+                summary="mean logit per class",
+            )
+    """
+
+
+@_hookspec
+def neuroplex_register_feedback_sinks() -> Iterable[FeedbackSinkRecord]:
+    """Register feedback sinks. The factory is called as ``factory(**config)`` and returns
+    an object with ``send(event)``, ``flush()`` and ``close()``.
+
+    Example plugin::
+
+        from neuroplex import FeedbackSinkRecord, hookimpl
+
+        @hookimpl
+        def neuroplex_register_feedback_sinks():
+            yield FeedbackSinkRecord(
+                name="stdout_json",
+                factory="my_plugin.sinks:StdoutJson",
+                summary="one JSON line per event on stdout",
+            )
+    """
+
+
+@_hookspec
+def neuroplex_register_datasets() -> Iterable[DatasetRecord]:
+    """Register datasets. The factory is called as ``factory(**config)`` (``seed``,
+    ``val_fraction``, ``test_fraction`` always accepted) and returns
+    :class:`~neuroplex.DataSplits`.
+
+    Example plugin::
+
+        from neuroplex import DatasetRecord, hookimpl
+
+        @hookimpl
+        def neuroplex_register_datasets():
+            yield DatasetRecord(
+                name="xor",
+                factory="my_plugin.data:xor",
+                summary="the XOR problem",
+                example_config={"n": 64},
+            )
+    """

@@ -1,0 +1,330 @@
+"""Registries: the only place components are constructed (``create_*``) and listed (``list_*``).
+
+Lookups ignore case and treat ``-`` as ``_``. An unknown name raises
+:class:`~neuroplex.ComponentNotFoundError` listing the installed names of that kind, close
+matches, and — for a first-party component whose plugin is missing — the ``pip install`` that
+brings it. Every object built here remembers where it came from (``neuroplex_origin``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import fnmatch
+import inspect
+from collections.abc import Iterable
+from typing import Any
+
+from neuroplex.errors import ComponentNotFoundError, ConfigError, NeuroplexError, PluginError
+from neuroplex.plugins import Registration, get_plugin_manager
+from neuroplex.records import KINDS, ComponentRecord, OptimizerRecord, normalize_name
+
+__all__ = [
+    "FIRST_PARTY",
+    "create",
+    "create_analyzer",
+    "create_dataset",
+    "create_device",
+    "create_layer",
+    "create_model",
+    "create_optimizer",
+    "create_scheduler",
+    "create_sink",
+    "get_record",
+    "get_registration",
+    "list_analyzers",
+    "list_components",
+    "list_datasets",
+    "list_devices",
+    "list_layers",
+    "list_models",
+    "list_optimizers",
+    "list_sinks",
+    "missing_distributions",
+]
+
+#: first-party distributions and the component names they provide, for install hints only
+FIRST_PARTY: dict[str, dict[str, tuple[str, ...]]] = {
+    "layer": {
+        "neuroplex-layers": (
+            "linear",
+            "dense",
+            "conv1d",
+            "conv2d",
+            "maxpool",
+            "avgpool",
+            "batchnorm",
+            "layernorm",
+            "dropout",
+            "flatten",
+            "embedding",
+            "attention",
+            "relu",
+            "gelu",
+            "tanh",
+            "sigmoid",
+            "softmax",
+            "silu",
+            "elu",
+            "mish",
+            "softplus",
+            "leaky_relu",
+        ),
+    },
+    "model": {"neuroplex-models": ("mlp", "cnn", "transformer", "gan", "autoencoder")},
+    "optimizer": {
+        "neuroplex-optim": ("sgd", "adam", "adamw", "rmsprop", "step", "cosine", "plateau")
+    },
+    "device": {"neuroplex-devices": ("cpu", "cuda", "mps", "auto")},
+    "analyzer": {
+        "neuroplex-explain": (
+            "activations",
+            "dead_neurons",
+            "bias",
+            "saliency",
+            "input_x_gradient",
+            "integrated_gradients",
+            "occlusion",
+            "feature_ablation",
+        ),
+        "neuroplex-attacks": ("fgsm", "pgd", "pgd_l2", "square", "gaussian_noise", "noise"),
+    },
+    "feedback_sink": {
+        "neuroplex-sinks": ("console", "jsonl", "sqlite", "mlflow", "tensorboard"),
+    },
+    "dataset": {
+        "neuroplex-datasets": (
+            "digits",
+            "breast_cancer",
+            "iris",
+            "wine",
+            "csv",
+            "npz",
+            "synthetic",
+        ),
+    },
+}
+
+
+def _distribution_for(kind: str, name: str) -> str | None:
+    key = normalize_name(name)
+    for dist, names in FIRST_PARTY.get(kind, {}).items():
+        if key in names:
+            return dist
+    return None
+
+
+def get_registration(kind: str, name: str) -> Registration:
+    """The registration of ``kind``/``name`` or a :class:`ComponentNotFoundError`."""
+    if not isinstance(name, str) or not name.strip():
+        raise ComponentNotFoundError(f"{kind} name must be a non-empty string, got {name!r}")
+    manager = get_plugin_manager()
+    reg = manager.lookup(kind, name)
+    if reg is not None:
+        return reg
+    installed = sorted(r.record.name for r in manager.registrations(kind))
+    parts = [f"unknown {kind} {name!r}"]
+    by_key = {normalize_name(n): n for n in installed}
+    keys = difflib.get_close_matches(normalize_name(name), list(by_key), n=3, cutoff=0.6)
+    close = [by_key[k] for k in keys]
+    if close:
+        parts.append(f"did you mean {', '.join(repr(c) for c in close)}?")
+    dist = _distribution_for(kind, name)
+    if dist is not None and not _dist_installed(dist):
+        parts.append(f"it is provided by {dist}: pip install {dist}")
+    elif installed:
+        parts.append(f"installed {kind}s: {', '.join(installed)}")
+    else:
+        dists = " ".join(FIRST_PARTY.get(kind, {})) or "a plugin that provides one"
+        parts.append(f"no {kind} plugin is installed: pip install {dists}")
+    raise ComponentNotFoundError("; ".join(parts))
+
+
+def _dist_installed(dist: str) -> bool:
+    return any(
+        normalize_name(p.distribution) == normalize_name(dist) and p.status == "ok"
+        for p in get_plugin_manager().plugins()
+    )
+
+
+def missing_distributions(requirements: Iterable[tuple[str, str]]) -> list[str]:
+    """First-party distributions needed for ``(kind, name)`` pairs that are not registered."""
+    manager = get_plugin_manager()
+    missing: list[str] = []
+    for kind, name in requirements:
+        if manager.lookup(kind, name) is None:
+            dist = _distribution_for(kind, name)
+            if dist is not None and dist not in missing:
+                missing.append(dist)
+    return missing
+
+
+def get_record(kind: str, name: str) -> ComponentRecord:
+    """The record registered as ``kind``/``name``."""
+    return get_registration(kind, name).record
+
+
+def list_components(kind: str, pattern: str = "*") -> list[ComponentRecord]:
+    """Records of ``kind`` whose name matches the glob ``pattern`` (case-insensitive)."""
+    pat = pattern.lower()
+    return [
+        reg.record
+        for reg in get_plugin_manager().registrations(kind)
+        if fnmatch.fnmatchcase(reg.record.name.lower(), pat)
+    ]
+
+
+def create(kind: str, name: str, /, *args: Any, **kwargs: Any) -> Any:
+    """Build component ``kind``/``name`` by calling its factory with ``args``/``kwargs``.
+
+    Errors the component raises on purpose (:class:`NeuroplexError`, e.g. a ``ConfigError``
+    for bad hyperparameters) pass through; anything else is a bug of the plugin and becomes a
+    :class:`PluginError` naming the component, its plugin and its distribution.
+    """
+    reg = get_registration(kind, name)
+    factory = reg.record.load()
+    try:
+        inspect.signature(factory).bind(*args, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(
+            f"{kind} {reg.record.name!r} ({reg.origin}) does not accept these arguments: {exc}"
+        ) from None
+    except ValueError:  # no introspectable signature (C callables): let the call decide
+        pass
+    try:
+        obj = factory(*args, **kwargs)
+    except NeuroplexError:
+        raise
+    except Exception as exc:
+        raise PluginError(
+            f"{kind} {reg.record.name!r} from {reg.origin} (plugin {reg.plugin!r}) failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    with contextlib.suppress(AttributeError, TypeError):  # __slots__ or C types
+        obj.neuroplex_origin = reg
+    return obj
+
+
+def create_layer(name: str, /, **config: Any) -> Any:
+    """Build a layer or activation: ``factory(**config) -> torch.nn.Module``."""
+    return create("layer", name, **config)
+
+
+def create_model(config: Any, /, **hyperparameters: Any) -> Any:
+    """Build a model from a ``ModelConfig`` or a family name plus hyperparameters."""
+    from neuroplex.config import ModelConfig
+
+    if isinstance(config, str):
+        config = ModelConfig(name=config, hyperparameters=dict(hyperparameters))
+    elif hyperparameters:
+        merged = {**config.hyperparameters, **hyperparameters}
+        config = ModelConfig(name=config.name, hyperparameters=merged)
+    if not isinstance(config, ModelConfig):
+        raise ComponentNotFoundError(
+            f"create_model expects a ModelConfig or a model name, got {type(config).__name__}"
+        )
+    return create("model", config.name, config)
+
+
+def _optimizer_record(name: str, role: str) -> None:
+    record = get_record("optimizer", name)
+    if isinstance(record, OptimizerRecord) and record.role != role:
+        raise ComponentNotFoundError(
+            f"{name!r} is a {record.role}, not a {role}; {role}s: {', '.join(_names_by_role(role))}"
+        )
+
+
+def _names_by_role(role: str) -> list[str]:
+    return [
+        r.name
+        for r in list_components("optimizer")
+        if isinstance(r, OptimizerRecord) and r.role == role
+    ]
+
+
+def create_optimizer(name: str, params: Any, /, **config: Any) -> Any:
+    """Build an optimizer over ``params``: ``factory(params, **config)``."""
+    _optimizer_record(name, "optimizer")
+    return create("optimizer", name, params, **config)
+
+
+def create_scheduler(name: str, optimizer: Any, /, **config: Any) -> Any:
+    """Build an LR scheduler for ``optimizer``: ``factory(optimizer, **config)``."""
+    _optimizer_record(name, "scheduler")
+    return create("optimizer", name, optimizer, **config)
+
+
+def create_device(name: str = "auto", /, **config: Any) -> Any:
+    """Build a device; ``"auto"`` picks the available device of highest priority."""
+    if normalize_name(name) == "auto" and get_plugin_manager().lookup("device", "auto") is None:
+        return _auto_device(**config)
+    return create("device", name, **config)
+
+
+def _auto_device(**config: Any) -> Any:
+    from neuroplex.records import DeviceRecord
+
+    regs = [
+        r
+        for r in get_plugin_manager().registrations("device")
+        if isinstance(r.record, DeviceRecord)
+    ]
+    for reg in sorted(regs, key=lambda r: -r.record.priority):  # type: ignore[attr-defined]
+        device = create("device", reg.record.name, **config)
+        try:
+            available = bool(device.is_available())
+        except Exception:
+            available = False
+        if available:
+            return device
+    raise ComponentNotFoundError("no available device is registered; pip install neuroplex-devices")
+
+
+def create_analyzer(name: str, model: Any, /, **config: Any) -> Any:
+    """Build an analyzer for ``model`` (torch module, OnnxModule or .onnx path)."""
+    return create("analyzer", name, model, **config)
+
+
+def create_sink(name: str, /, **config: Any) -> Any:
+    """Build a feedback sink: ``factory(**config)``."""
+    return create("feedback_sink", name, **config)
+
+
+def create_dataset(name: str, /, **config: Any) -> Any:
+    """Build a dataset: ``factory(**config) -> DataSplits``."""
+    return create("dataset", name, **config)
+
+
+def _names(kind: str, pattern: str) -> list[str]:
+    return [r.name for r in list_components(kind, pattern)]
+
+
+def list_layers(pattern: str = "*") -> list[str]:
+    return _names("layer", pattern)
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    return _names("model", pattern)
+
+
+def list_optimizers(pattern: str = "*") -> list[str]:
+    return _names("optimizer", pattern)
+
+
+def list_devices(pattern: str = "*") -> list[str]:
+    return _names("device", pattern)
+
+
+def list_analyzers(pattern: str = "*") -> list[str]:
+    return _names("analyzer", pattern)
+
+
+def list_sinks(pattern: str = "*") -> list[str]:
+    return _names("feedback_sink", pattern)
+
+
+def list_datasets(pattern: str = "*") -> list[str]:
+    return _names("dataset", pattern)
+
+
+assert set(FIRST_PARTY) == set(KINDS)
