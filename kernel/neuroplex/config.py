@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar
 import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.gen import make_dict_structure_fn
 
 from neuroplex.errors import ConfigError
 
@@ -268,6 +269,40 @@ def _is_dict_type(type_: Any) -> bool:
 _converter.register_structure_hook_func(_is_dict_type, _structure_dict)
 
 
+def _is_literal(type_: Any) -> bool:
+    origin: Any = typing.get_origin(type_)
+    return origin is Literal
+
+
+def _structure_literal(value: Any, type_: Any) -> Any:
+    choices = typing.get_args(type_)
+    if value in choices and type(value) in {type(c) for c in choices}:
+        return value
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    valid = ", ".join(repr(c) for c in choices)
+    raise ConfigError(f"{value!r} is not one of {valid}{hint}")
+
+
+_converter.register_structure_hook_func(_is_literal, _structure_literal)
+
+
+def _attrs_hook_factory(cls: type[Any]) -> Any:
+    inner = make_dict_structure_fn(cls, _converter, _cattrs_forbid_extra_keys=True)
+
+    def hook(value: Any, type_: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise ConfigError(
+                f"expected a table/dict for {cls.__name__}, got {type(value).__name__}"
+            )
+        return inner(value, type_)
+
+    return hook
+
+
+_converter.register_structure_hook_factory(attrs.has, _attrs_hook_factory)
+
+
 def _field_names(cls: type[Any]) -> list[str]:
     return [a.name for a in attrs.fields(cls)] if attrs.has(cls) else []
 
@@ -288,7 +323,9 @@ def _first_error(exc: BaseException, cls: type[Any], path: str) -> ConfigError:
         where = ".".join(p for p in (path, key) if p)
         return ConfigError(f"unknown key; valid keys: {', '.join(valid)}{hint}", path=where)
     if isinstance(exc, ClassValidationError | IterableValidationError):
-        for sub in exc.exceptions:
+        # an unknown key (a typo) explains more than the missing key it causes
+        subs = sorted(exc.exceptions, key=lambda e: not isinstance(e, ForbiddenExtraKeysError))
+        for sub in subs:
             notes = getattr(sub, "__notes__", [])
             sub_path, sub_cls = path, cls
             for note in notes:
@@ -303,17 +340,10 @@ def _first_error(exc: BaseException, cls: type[Any], path: str) -> ConfigError:
                     sub_cls = _innermost_attrs(getattr(exc, "cl", type(None)))
             return _first_error(sub, sub_cls, sub_path)
     if isinstance(exc, KeyError):
-        return ConfigError(f"missing required key {exc.args[0]!r}", path=path)
+        return ConfigError("required key is missing", path=path)
     if isinstance(exc, ValueError | TypeError):
-        return ConfigError(_describe_value_error(exc), path=path)
+        return ConfigError(str(exc), path=path)
     return ConfigError(f"{type(exc).__name__}: {exc}", path=path)
-
-
-def _describe_value_error(exc: BaseException) -> str:
-    text = str(exc)
-    if "not in literal" in text:
-        return text.replace("not in literal", "is not one of")
-    return text
 
 
 def _innermost_attrs(tp: Any) -> type[Any]:

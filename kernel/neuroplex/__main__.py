@@ -1,0 +1,5 @@
+import sys
+
+from neuroplex.cli import main
+
+sys.exit(main())

@@ -1,0 +1,290 @@
+"""The ``neuroplex`` command line.
+
+``--help``, ``plugins``, ``list`` and ``doctor`` never import torch: they read entry points and
+records only. User errors print one line and exit 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from importlib import metadata
+from typing import Any
+
+from neuroplex import __version__
+from neuroplex.errors import NeuroplexError
+from neuroplex.records import KINDS
+
+__all__ = ["main"]
+
+EXIT_USER_ERROR = 2
+
+
+def _manager(args: argparse.Namespace) -> Any:
+    from neuroplex.plugins import get_plugin_manager
+
+    if getattr(args, "strict_plugins", False):
+        os.environ["NEUROPLEX_STRICT_PLUGINS"] = "1"
+    return get_plugin_manager()
+
+
+def _dist_version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_plugins(args: argparse.Namespace) -> int:
+    manager = _manager(args)
+    infos = manager.plugins()
+    if args.kind:
+        _check_kind(args.kind)
+        infos = [p for p in infos if args.kind in p.components or p.status != "ok"]
+    if args.json:
+        print(json.dumps([p.to_dict() for p in infos], indent=2))
+        return 0
+    if not infos:
+        print("no neuroplex plugins installed; install e.g.: pip install neuroplex-models")
+        return 0
+    rows = [("plugin", "distribution", "version", "status", "components")]
+    for p in infos:
+        kinds = [args.kind] if args.kind else list(KINDS)
+        comps = "; ".join(f"{k}: {', '.join(p.components[k])}" for k in kinds if k in p.components)
+        rows.append((p.name, p.distribution, p.version, p.status, comps or (p.error or "-")))
+    _print_table(rows)
+    if args.debug:
+        for p in infos:
+            if p.detail:
+                print(f"\n--- {p.name} ---\n{p.detail}", file=sys.stderr)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from neuroplex.registry import FIRST_PARTY, list_components
+
+    _manager(args)
+    _check_kind(args.kind)
+    records = list_components(args.kind, args.pattern)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in records], indent=2))
+        return 0
+    if not records:
+        dists = " ".join(FIRST_PARTY[args.kind])
+        print(
+            f"no {args.kind} matches {args.pattern!r}; {args.kind}s come from plugins, "
+            f"e.g.: pip install {dists}"
+        )
+        return 0
+    rows = [("name", "summary", "capabilities")]
+    rows += [(r.name, r.summary, ", ".join(sorted(r.capabilities))) for r in records]
+    _print_table(rows)
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    manager = _manager(args)
+    problems = 0
+    print(f"neuroplex {__version__} (python {sys.version.split()[0]})")
+    for dist in ("torch", "onnx", "onnxscript", "onnxruntime", "onnxruntime-gpu"):
+        print(f"  {dist}: {_dist_version(dist)}")
+    if _dist_version("onnxruntime") != "not installed" and (
+        _dist_version("onnxruntime-gpu") != "not installed"
+    ):
+        problems += 1
+        print(
+            "  problem: onnxruntime and onnxruntime-gpu are both installed; the CPU package "
+            "hides the CUDA provider. Fix: pip uninstall -y onnxruntime onnxruntime-gpu && "
+            "pip install onnxruntime-gpu"
+        )
+    infos = manager.plugins()
+    print(f"plugins: {len(infos)} ({sum(p.status == 'ok' for p in infos)} ok)")
+    for p in manager.failures():
+        problems += 1
+        print(f"  {p.failure_line()}")
+    for conflict in manager.conflicts():
+        problems += 1
+        print(f"  conflict: {conflict.message()}")
+    from neuroplex.registry import FIRST_PARTY
+
+    for kind in KINDS:
+        names = [r.record.name for r in manager.registrations(kind)]
+        if names:
+            more = ", ..." if len(names) > 8 else ""
+            print(f"  {kind}: {len(names)} ({', '.join(names[:8])}{more})")
+        else:
+            print(f"  {kind}: none — pip install {' '.join(FIRST_PARTY[kind])}")
+    print("ok" if problems == 0 else f"{problems} problem(s) found")
+    return 0 if problems == 0 else 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from neuroplex.pipeline import run_cli
+
+    return run_cli(args)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from neuroplex.pipeline import export_cli
+
+    return export_cli(args)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from neuroplex.pipeline import verify_cli
+
+    return verify_cli(args)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from neuroplex.pipeline import predict_cli
+
+    return predict_cli(args)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from neuroplex.pipeline import analyze_cli
+
+    return analyze_cli(args)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from neuroplex.pipeline import report_cli
+
+    return report_cli(args)
+
+
+# ---------------------------------------------------------------------------- helpers
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        import difflib
+
+        close = difflib.get_close_matches(kind, KINDS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise NeuroplexError(f"unknown kind {kind!r}; kinds: {', '.join(KINDS)}{hint}")
+
+
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for n, row in enumerate(rows):
+        line = "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))
+        print(line.rstrip())
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def _versions() -> str:
+    from neuroplex.plugins import get_plugin_manager
+
+    lines = [f"neuroplex {__version__}"]
+    seen = set()
+    for p in get_plugin_manager().plugins():
+        if p.distribution not in seen:
+            seen.add(p.distribution)
+            lines.append(f"{p.distribution} {p.version}")
+    return "\n".join(lines)
+
+
+class _VersionAction(argparse.Action):
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show kernel and plugin versions")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any, **__: Any) -> None:
+        print(_versions())
+        parser.exit()
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, exit 2
+        self.exit(EXIT_USER_ERROR, f"neuroplex: error: {message} (see: {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="neuroplex",
+        description="Plugin-based deep learning: train, export to ONNX, explain and attack.",
+    )
+    parser.add_argument("--version", action=_VersionAction)
+    common = _Parser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show full tracebacks")
+    common.add_argument(
+        "--strict-plugins", action="store_true", help="treat any plugin failure as an error"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("plugins", parents=[common], help="list installed plugins")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--kind", choices=KINDS, help="only plugins providing this kind")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("list", parents=[common], help="list components of one kind")
+    p.add_argument("kind", help=f"one of: {', '.join(KINDS)}")
+    p.add_argument("pattern", nargs="?", default="*", help="glob on names (default: *)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("doctor", parents=[common], help="check the installation")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("run", parents=[common], help="run a spec end to end")
+    p.add_argument("spec", help="path to a run spec (.toml or .json)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output")
+    p.add_argument("--nproc", type=int, default=1, help="processes (DDP under torchrun)")
+    p.add_argument("--output", "-o", default=None, help="run directory (default: runs/NAME)")
+    p.add_argument("--epochs", type=int, default=None, help="override training.epochs")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("export", parents=[common], help="export a checkpoint to ONNX")
+    p.add_argument("checkpoint")
+    p.add_argument("-o", "--output", required=True, help="path of the .onnx file")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("verify", parents=[common], help="verify an ONNX file against PyTorch")
+    p.add_argument("onnx")
+    p.add_argument("--against", required=True, help="checkpoint the model was exported from")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("predict", parents=[common], help="run an ONNX model on a .npy array")
+    p.add_argument("onnx")
+    p.add_argument("input", help="a .npy file with a batch of inputs")
+    p.add_argument("--output", "-o", default=None, help="write predictions to this .npy")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("analyze", parents=[common], help="run analyzers on an ONNX model")
+    p.add_argument("onnx")
+    p.add_argument("--analyzer", "-a", action="append", required=True, help="analyzer name")
+    p.add_argument("--data", required=True, help="a .npz with X (and y) or a dataset name")
+    p.add_argument("--n-samples", type=int, default=256)
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("report", parents=[common], help="write report.html for a run dir")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args))
+    except NeuroplexError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"neuroplex: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("neuroplex: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
