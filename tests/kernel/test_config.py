@@ -50,7 +50,10 @@ def spec(**sections: object) -> dict[str, object]:
         ),
         (spec(plugins={"prefer": {"model:cnn": 1}}), "plugins.prefer.model:cnn: expected a string"),
         ({"data": {"name": "digits"}}, "model: required key is missing"),
-        (spec(data={"name": "digits", "val_fraction": 1.5}), "data.val_fraction: must be in [0, 1)"),
+        (
+            spec(data={"name": "digits", "val_fraction": 1.5}),
+            "data.val_fraction: must be in [0, 1)",
+        ),
         (spec(model={"name": ""}), "model.name: must be a non-empty name, got ''"),
         (spec(modell={}), "modell: unknown key; valid keys: data, model, training"),
         (spec(training=[1, 2]), "training: expected a table/dict for TrainingConfig, got list"),
@@ -66,7 +69,7 @@ def test_load_spec_from_toml_and_json(tmp_path) -> None:
     toml = tmp_path / "s.toml"
     toml.write_text(
         '[data]\nname = "digits"\n[model]\nname = "cnn"\n[model.hyperparameters]\n'
-        "input_channels = 1\n[training]\nepochs = 2\noptimizer = \"Adam\"\n"
+        'input_channels = 1\n[training]\nepochs = 2\noptimizer = "Adam"\n'
     )
     from_toml = load_spec(toml)
     assert from_toml.model == ModelConfig("cnn", {"input_channels": 1})
@@ -106,7 +109,9 @@ def test_seed_training_config_fields() -> None:
 
 names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12)
 json_scalars = st.one_of(
-    st.integers(-(10**6), 10**6), st.floats(allow_nan=False, allow_infinity=False), names,
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=False, allow_infinity=False),
+    names,
     st.booleans(),
 )
 hyper = st.dictionaries(names, st.one_of(json_scalars, st.lists(json_scalars, max_size=3)))
@@ -135,7 +140,10 @@ training = st.builds(
 run_specs = st.builds(
     RunSpec,
     data=st.builds(
-        DataConfig, name=names, options=hyper, val_fraction=st.floats(0, 0.5),
+        DataConfig,
+        name=names,
+        options=hyper,
+        val_fraction=st.floats(0, 0.5),
         test_fraction=st.floats(0, 0.5),
     ),
     model=st.builds(ModelConfig, name=names, hyperparameters=hyper),

@@ -156,7 +156,7 @@ def test_duplicate_names_are_an_error_naming_both() -> None:
     (conflict,) = pm.conflicts()
     assert conflict.message() == (
         "model 'twin' is registered by both twin-a (plugin 'twin_a') and twin-b (plugin "
-        "'twin_b'); choose one with [plugins] prefer = {\"model:twin\" = \"twin-a\"} in the "
+        '\'twin_b\'); choose one with [plugins] prefer = {"model:twin" = "twin-a"} in the '
         "spec or NEUROPLEX_PREFER=model:twin=twin-a"
     )
     with use_plugin_manager(pm), pytest.raises(PluginError, match="registered by both"):

@@ -111,6 +111,8 @@ def test_lazy_factory_import_failure_names_component(register_plugin) -> None:
 def test_import_neuroplex_does_not_import_torch() -> None:
     import subprocess
 
-    code = "import neuroplex, neuroplex.registry, neuroplex.config, sys; print('torch' in sys.modules)"
+    code = (
+        "import neuroplex, neuroplex.registry, neuroplex.config, sys; print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
