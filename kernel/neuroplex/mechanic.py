@@ -14,6 +14,7 @@ Seed API::
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import threading
@@ -139,7 +140,7 @@ class _SinkWorker:
             return
         done = 0
         for event in events:
-            if not self._call(lambda e=event: self.sink.send(e)):
+            if not self._call(functools.partial(self.sink.send, event)):
                 break
             done += 1
         self._rewrite_spool(events[done:])
