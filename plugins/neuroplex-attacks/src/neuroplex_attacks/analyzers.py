@@ -1,0 +1,136 @@
+"""Analyzer objects for the registry: ``factory(model, **config)`` with ``analyze(x, y=None)``.
+
+``y`` defaults to the model's predictions (then ``clean_accuracy`` is 1 by definition).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from neuroplex_attacks.results import NoiseRobustnessResult, RobustnessCurve, RobustnessResult
+from neuroplex_attacks.tester import AdversarialTester, _attack_name, _check_epsilon, _check_params
+
+__all__ = [
+    "AttackAnalyzer",
+    "FGSMAnalyzer",
+    "GaussianNoiseAnalyzer",
+    "NoiseRobustnessAnalyzer",
+    "PGDAnalyzer",
+    "PGDL2Analyzer",
+    "RobustnessCurveAnalyzer",
+    "SquareAnalyzer",
+    "UniformNoiseAnalyzer",
+]
+
+_TESTER_KEYS = (
+    "device",
+    "input_range",
+    "vulnerability_threshold",
+    "batch_size",
+    "seed",
+    "progress",
+)
+
+
+def _split(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    tester = {k: config.pop(k) for k in _TESTER_KEYS if k in config}
+    return tester, config
+
+
+class AttackAnalyzer:
+    """``test_robustness`` with one attack at ``epsilon``; other keys are the tester's
+    (``device``, ``input_range``, ``vulnerability_threshold``, ``batch_size``, ``seed``) or the
+    attack's options (``steps``, ``alpha``, ``n_queries``, ...)."""
+
+    attack: str = ""
+
+    def __init__(self, model: Any, *, epsilon: float = 0.1, **config: Any) -> None:
+        tester_kw, self.params = _split(dict(config))
+        self.epsilon = _check_epsilon(epsilon)
+        _check_params(_attack_name(self.attack), self.params)
+        self.tester = AdversarialTester(model, **tester_kw)
+
+    def analyze(self, x: Any, y: Any = None) -> RobustnessResult:
+        return self.tester.test_robustness(x, y, self.attack, self.epsilon, **self.params)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(epsilon={self.epsilon}, backend={self.tester.backend!r})"
+
+
+class FGSMAnalyzer(AttackAnalyzer):
+    attack = "fgsm"
+
+
+class PGDAnalyzer(AttackAnalyzer):
+    attack = "pgd"
+
+
+class PGDL2Analyzer(AttackAnalyzer):
+    attack = "pgd_l2"
+
+
+class SquareAnalyzer(AttackAnalyzer):
+    attack = "square"
+
+
+class GaussianNoiseAnalyzer(AttackAnalyzer):
+    attack = "gaussian_noise"
+
+
+class UniformNoiseAnalyzer(AttackAnalyzer):
+    attack = "uniform_noise"
+
+
+class NoiseRobustnessAnalyzer:
+    """``test_noise_robustness`` over ``noise_levels`` (``noise``: gaussian or uniform)."""
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        noise_levels: Sequence[float] = (0.01, 0.05, 0.1),
+        noise: str = "gaussian",
+        n_trials: int = 1,
+        **config: Any,
+    ) -> None:
+        tester_kw, rest = _split(dict(config))
+        if rest:
+            raise_unknown(rest, "noise", ("noise_levels", "noise", "n_trials", *_TESTER_KEYS))
+        self.noise_levels, self.noise, self.n_trials = tuple(noise_levels), noise, n_trials
+        self.tester = AdversarialTester(model, **tester_kw)
+
+    def analyze(self, x: Any, y: Any = None) -> NoiseRobustnessResult:
+        return self.tester.test_noise_robustness(
+            x, y, self.noise_levels, noise=self.noise, n_trials=self.n_trials
+        )
+
+
+class RobustnessCurveAnalyzer:
+    """``robustness_curve`` of ``attack`` over ``epsilons``."""
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        epsilons: Sequence[float] = (0.0, 0.05, 0.1, 0.2),
+        attack: str = "pgd",
+        **config: Any,
+    ) -> None:
+        tester_kw, self.params = _split(dict(config))
+        self.attack = _attack_name(attack)
+        _check_params(self.attack, self.params)
+        self.epsilons = tuple(epsilons)
+        self.tester = AdversarialTester(model, **tester_kw)
+
+    def analyze(self, x: Any, y: Any = None) -> RobustnessCurve:
+        return self.tester.robustness_curve(x, y, self.epsilons, self.attack, **self.params)
+
+
+def raise_unknown(extra: dict[str, Any], name: str, valid: Sequence[str]) -> None:
+    from neuroplex.errors import ConfigError
+
+    raise ConfigError(
+        f"{name} does not take {sorted(extra)}; its options are {', '.join(valid)}",
+        path=name,
+    )

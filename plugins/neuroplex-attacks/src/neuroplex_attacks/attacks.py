@@ -1,0 +1,296 @@
+"""Adversarial attacks and input noise, batched, in the model's input units.
+
+Every function takes a model returning logits ``(N, C)``, inputs ``x`` of shape ``(N, ...)``
+inside ``input_range`` and labels ``y`` of shape ``(N,)``, and returns ``x_adv`` of ``x``'s
+shape, clipped to ``input_range``. Gradient attacks maximise the mean cross-entropy of the
+logits (like torchattacks and ``captum.robust.FGSM`` with a cross-entropy loss); the caller
+puts the model in eval mode (see :class:`~neuroplex_attacks.AdversarialTester`). No Python loop
+runs over samples; loops run over steps only.
+
+=================  =========  =====================================================
+attack             norm       ``epsilon`` means
+=================  =========  =====================================================
+``fgsm``           linf       step size and L∞ bound (one signed-gradient step)
+``pgd``            linf       L∞ bound; ``steps`` steps of ``alpha``, random start
+``pgd_l2``         l2         per-sample L2 bound; normalised-gradient steps
+``square``         linf       L∞ bound; black-box random search (no gradients)
+``gaussian_noise`` gaussian   standard deviation of i.i.d. normal noise (no bound)
+``uniform_noise``  linf       half-width of i.i.d. uniform noise in [−ε, ε]
+=================  =========  =====================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "ATTACKS",
+    "ATTACK_NORMS",
+    "GRADIENT_ATTACKS",
+    "attack_parameters",
+    "fgsm",
+    "gaussian_noise",
+    "margin",
+    "pgd",
+    "pgd_l2",
+    "square",
+    "uniform_noise",
+]
+
+Range = tuple[float, float]
+
+
+def _generator(x: torch.Tensor, seed: int) -> torch.Generator:
+    gen = torch.Generator(device=x.device)
+    gen.manual_seed(int(seed))
+    return gen
+
+
+def _loss_gradient(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Gradient of the mean cross-entropy w.r.t. ``x`` (shape of ``x``)."""
+    x = x.detach().requires_grad_(True)
+    loss = F.cross_entropy(model(x), y)
+    (grad,) = torch.autograd.grad(loss, x)
+    return grad
+
+
+def fgsm(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epsilon: float,
+    input_range: Range = (0.0, 1.0),
+) -> torch.Tensor:
+    """Fast gradient sign method: ``clip(x + ε · sign(∇x CE(f(x), y)))``."""
+    grad = _loss_gradient(model, x, y)
+    with torch.no_grad():
+        return torch.clamp(x + epsilon * grad.sign(), *input_range)
+
+
+def pgd(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epsilon: float,
+    input_range: Range = (0.0, 1.0),
+    steps: int = 10,
+    alpha: float | None = None,
+    random_start: bool = True,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Projected gradient descent in the L∞ ball (Madry et al.), untargeted.
+
+    Starts at ``x`` (or, with ``random_start``, at ``x + U(−ε, ε)`` seeded by ``seed``), then
+    ``steps`` times: ``x ← clip(x₀ + clamp(x + α · sign(∇) − x₀, −ε, ε))``. ``alpha`` defaults
+    to ``2.5 ε / steps``.
+    """
+    alpha = 2.5 * epsilon / steps if alpha is None else alpha
+    x0 = x.detach()
+    with torch.no_grad():
+        adv = x0.clone()
+        if random_start:
+            noise = torch.empty_like(x0).uniform_(-epsilon, epsilon, generator=_generator(x0, seed))
+            adv = torch.clamp(adv + noise, *input_range)
+    for _ in range(steps):
+        grad = _loss_gradient(model, adv, y)
+        with torch.no_grad():
+            adv = adv + alpha * grad.sign()
+            delta = torch.clamp(adv - x0, min=-epsilon, max=epsilon)
+            adv = torch.clamp(x0 + delta, *input_range)
+    return adv
+
+
+def _l2(t: torch.Tensor) -> torch.Tensor:
+    """Per-sample L2 norm, shaped ``(N, 1, ..., 1)`` for broadcasting."""
+    flat = t.reshape(t.shape[0], -1).norm(p=2, dim=1)
+    return flat.view(-1, *([1] * (t.ndim - 1)))
+
+
+def pgd_l2(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epsilon: float,
+    input_range: Range = (0.0, 1.0),
+    steps: int = 10,
+    alpha: float | None = None,
+    random_start: bool = True,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Projected gradient descent in the per-sample L2 ball.
+
+    Steps ``x ← x + α ∇/‖∇‖₂``, then the perturbation is scaled back into the ε-ball and the
+    result clipped to ``input_range`` (clipping only shrinks the perturbation). The random
+    start is a uniformly random direction at radius ``ε · U(0, 1)``. ``alpha`` defaults to
+    ``2.5 ε / steps``.
+    """
+    alpha = 2.5 * epsilon / steps if alpha is None else alpha
+    x0 = x.detach()
+    tiny = torch.finfo(x0.dtype).tiny
+    with torch.no_grad():
+        adv = x0.clone()
+        if random_start:
+            gen = _generator(x0, seed)
+            direction = torch.randn(x0.shape, generator=gen, device=x0.device, dtype=x0.dtype)
+            radius = torch.rand(
+                (x0.shape[0],), generator=gen, device=x0.device, dtype=x0.dtype
+            ).view_as(_l2(x0))
+            direction = direction / _l2(direction).clamp_min(tiny)
+            adv = torch.clamp(x0 + direction * radius * epsilon, *input_range)
+    for _ in range(steps):
+        grad = _loss_gradient(model, adv, y)
+        with torch.no_grad():
+            adv = adv + alpha * grad / _l2(grad).clamp_min(tiny)
+            delta = adv - x0
+            scale = (epsilon / _l2(delta).clamp_min(tiny)).clamp(max=1.0)
+            adv = torch.clamp(x0 + delta * scale, *input_range)
+    return adv
+
+
+def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``logit[y] − max_{j≠y} logit[j]`` per sample; negative means misclassified."""
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.scatter(1, y[:, None], float("-inf"))
+    return true - others.max(dim=1).values
+
+
+def _square_fraction(p_init: float, it: int, n_iters: int) -> float:
+    """The square attack's schedule of the fraction of pixels changed per step."""
+    scaled = int(it / max(n_iters, 1) * 10000)
+    bounds = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
+    halvings = sum(scaled > b for b in bounds)
+    return p_init / 2**halvings
+
+
+def square(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epsilon: float,
+    input_range: Range = (0.0, 1.0),
+    n_queries: int = 200,
+    p_init: float = 0.8,
+    seed: int = 0,
+) -> torch.Tensor:
+    """Square attack (Andriushchenko et al., 2020), L∞, untargeted, score-based black box.
+
+    Needs only forward passes (works on forward-only ONNX models). Inputs are viewed as
+    ``(N, C, H, W)`` (``(N, D)`` as ``(N, 1, 1, D)``, ``(N, C, L)`` as ``(N, C, 1, L)``). Starts
+    from random vertical stripes of ``±ε``; each query proposes, for every not-yet-fooled
+    sample at once, a random window covering a fraction ``p`` of the positions (schedule from
+    the paper) set to ``±ε`` per channel, and keeps it when the margin loss
+    (:func:`margin`) drops. At most ``n_queries`` forward passes per sample.
+    """
+    n = x.shape[0]
+    x0 = x.detach()
+    x4 = _as_4d(x0)
+    _, c, h, w = x4.shape
+    gen = _generator(x0, seed)
+    lo, hi = input_range
+
+    def rand_sign(*shape: int) -> torch.Tensor:
+        bits = torch.randint(0, 2, shape, generator=gen, device=x0.device)
+        return (bits * 2 - 1).to(x0.dtype) * epsilon
+
+    with torch.no_grad():
+        best = torch.clamp(x4 + rand_sign(n, c, 1, w), lo, hi)
+        best_margin = margin(model(best.view_as(x0)), y)
+        rows, cols = torch.arange(h, device=x0.device), torch.arange(w, device=x0.device)
+        for it in range(n_queries - 1):
+            active = torch.nonzero(best_margin > 0).flatten()
+            if active.numel() == 0:
+                break
+            k = active.numel()
+            area = _square_fraction(p_init, it, n_queries) * h * w
+            s_h = min(h, max(1, round(area**0.5)))
+            s_w = min(w, max(1, round(area / s_h)))
+            r0 = torch.randint(0, h - s_h + 1, (k,), generator=gen, device=x0.device)
+            c0 = torch.randint(0, w - s_w + 1, (k,), generator=gen, device=x0.device)
+            in_rows = (rows >= r0[:, None]) & (rows < r0[:, None] + s_h)
+            in_cols = (cols >= c0[:, None]) & (cols < c0[:, None] + s_w)
+            window = (in_rows[:, :, None] & in_cols[:, None, :])[:, None]  # (k, 1, h, w)
+            base = x4[active]
+            delta = torch.where(window, rand_sign(k, c, 1, 1), best[active] - base)
+            candidate = torch.clamp(base + delta, lo, hi)
+            cand_margin = margin(model(candidate.view(k, *x0.shape[1:])), y[active])
+            better = cand_margin < best_margin[active]
+            improved = active[better]
+            best[improved] = candidate[better]
+            best_margin[improved] = cand_margin[better]
+    return best.view_as(x0)
+
+
+def _as_4d(x: torch.Tensor) -> torch.Tensor:
+    if x.ndim == 4:
+        return x
+    if x.ndim == 3:
+        return x.unsqueeze(2)
+    return x.reshape(x.shape[0], 1, 1, -1)
+
+
+def gaussian_noise(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epsilon: float,
+    input_range: Range = (0.0, 1.0),
+    seed: int = 0,
+) -> torch.Tensor:
+    """``clip(x + ε · N(0, 1))``, seeded (``epsilon`` is the standard deviation)."""
+    noise = torch.randn(x.shape, generator=_generator(x, seed), device=x.device, dtype=x.dtype)
+    return torch.clamp(x.detach() + epsilon * noise, *input_range)
+
+
+def uniform_noise(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epsilon: float,
+    input_range: Range = (0.0, 1.0),
+    seed: int = 0,
+) -> torch.Tensor:
+    """``clip(x + U(−ε, ε))``, seeded."""
+    noise = torch.empty_like(x).uniform_(-epsilon, epsilon, generator=_generator(x, seed))
+    return torch.clamp(x.detach() + noise, *input_range)
+
+
+Attack = Callable[..., torch.Tensor]
+
+ATTACKS: dict[str, Attack] = {
+    "fgsm": fgsm,
+    "pgd": pgd,
+    "pgd_l2": pgd_l2,
+    "square": square,
+    "gaussian_noise": gaussian_noise,
+    "uniform_noise": uniform_noise,
+}
+
+#: the norm that bounds each attack's perturbation by ``epsilon`` ("gaussian": unbounded)
+ATTACK_NORMS: dict[str, str] = {
+    "fgsm": "linf",
+    "pgd": "linf",
+    "pgd_l2": "l2",
+    "square": "linf",
+    "gaussian_noise": "gaussian",
+    "uniform_noise": "linf",
+}
+
+#: attacks that need gradients of the model (ONNX: an exported VJP graph)
+GRADIENT_ATTACKS = frozenset({"fgsm", "pgd", "pgd_l2"})
+
+
+def attack_parameters(name: str) -> tuple[str, ...]:
+    """Keyword arguments attack ``name`` accepts beyond ``epsilon`` and ``input_range``."""
+    import inspect
+
+    params = inspect.signature(ATTACKS[name]).parameters
+    return tuple(p for p in params if p not in ("model", "x", "y", "epsilon", "input_range"))

@@ -1,0 +1,439 @@
+"""``AdversarialTester``: the seed's adversarial-testing API over PyTorch or ONNX Runtime."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import torch
+from tqdm.auto import tqdm
+
+from neuroplex.errors import ConfigError
+from neuroplex_attacks import attacks as _attacks
+from neuroplex_attacks._backend import (
+    ResolvedModel,
+    eval_mode,
+    on_device,
+    require_gradients,
+    resolve_device,
+    resolve_model,
+)
+from neuroplex_attacks._data import as_inputs, as_labels, check_logits
+from neuroplex_attacks.results import (
+    AdversarialDataset,
+    NoiseRobustnessResult,
+    RobustnessCurve,
+    RobustnessResult,
+)
+
+__all__ = ["AdversarialTester"]
+
+_ALIASES = {"gaussian": "gaussian_noise", "uniform": "uniform_noise", "linf_pgd": "pgd"}
+
+
+@attrs.frozen
+class _Outcome:
+    x_adv: torch.Tensor
+    clean_correct: torch.Tensor  # bool (N,)
+    adv_correct: torch.Tensor  # bool (N,)
+    params: dict[str, Any]
+
+
+def _attack_name(attack: str) -> str:
+    if not isinstance(attack, str):
+        raise ConfigError(f"attack_type must be a string, got {attack!r}", path="attack_type")
+    key = attack.strip().lower().replace("-", "_")
+    key = _ALIASES.get(key, key)
+    if key not in _attacks.ATTACKS:
+        close = difflib.get_close_matches(key, list(_attacks.ATTACKS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(
+            f"unknown attack {attack!r}{hint}; choose one of {', '.join(_attacks.ATTACKS)}",
+            path="attack_type",
+        )
+    return key
+
+
+def _check_epsilon(epsilon: Any, name: str = "epsilon") -> float:
+    if isinstance(epsilon, bool) or not isinstance(epsilon, int | float):
+        raise ConfigError(f"{name} must be a number >= 0, got {epsilon!r}", path=name)
+    if not math.isfinite(epsilon) or epsilon < 0:
+        raise ConfigError(
+            f"{name} must be a finite number >= 0 (a budget in input units), got {epsilon!r}",
+            path=name,
+        )
+    return float(epsilon)
+
+
+def _check_range(value: Any) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"input_range must be a pair (min, max), got {value!r}", path="input_range"
+        ) from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ConfigError(
+            f"input_range must satisfy min < max (finite), got {value!r}", path="input_range"
+        )
+    return (lo, hi)
+
+
+def _check_params(attack: str, params: dict[str, Any]) -> None:
+    allowed = _attacks.attack_parameters(attack)
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"attack {attack!r} does not take {unknown}; its options are "
+            f"{', '.join(allowed) or 'none'}",
+            path="attack_params",
+        )
+    for key in ("steps", "n_queries"):
+        if key in params and (not isinstance(params[key], int) or params[key] < 1):
+            raise ConfigError(f"{key} must be an int >= 1, got {params[key]!r}", path=key)
+    if "alpha" in params and params["alpha"] is not None:
+        _check_epsilon(params["alpha"], "alpha")
+
+
+def _effective_params(attack: str, epsilon: float, params: dict[str, Any]) -> dict[str, Any]:
+    """The attack's options with defaults filled in (``alpha`` resolved)."""
+    import inspect
+
+    signature = inspect.signature(_attacks.ATTACKS[attack]).parameters
+    used = {k: signature[k].default for k in _attacks.attack_parameters(attack) if k != "seed"}
+    used.update({k: v for k, v in params.items() if k != "seed"})
+    if "alpha" in used and used["alpha"] is None:
+        used["alpha"] = 2.5 * epsilon / used["steps"]
+    return used
+
+
+def _fraction(mask: torch.Tensor) -> float:
+    return int(mask.sum()) / int(mask.numel())
+
+
+def _per_sample_norms(x: torch.Tensor, x_adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    d = (x_adv - x).reshape(x.shape[0], -1).double()
+    return d.abs().amax(dim=1), d.norm(p=2, dim=1)
+
+
+class AdversarialTester:
+    """Attack a classifier and measure how its accuracy holds up.
+
+    Args:
+        model: a ``torch.nn.Module`` returning logits ``(N, C)``, an ``OnnxModule`` or a path
+            to a ``.onnx`` file. Outputs that are already probabilities are refused.
+        device: where to run (``None``: the model's device; a string, ``torch.device`` or a
+            neuroplex Device). A PyTorch model is moved there for each call and moved back.
+        input_range: ``(min, max)`` of valid inputs; attacks clip to it and ``x`` must lie in
+            it. Default: the ONNX file's metadata when it has one, else ``(0, 1)``.
+        vulnerability_threshold: ``is_vulnerable`` is
+            ``robust_accuracy < vulnerability_threshold × clean_accuracy`` (default 0.5: the
+            attack removes more than half of the clean accuracy).
+        batch_size: samples per attack batch (bounds memory).
+        seed: seeds random starts, square-attack proposals, noise and dataset mixing.
+        progress: show a tqdm bar (default: only when stderr is a terminal and there is more
+            than one batch).
+
+    The model's training mode and parameters' ``requires_grad`` flags are restored after
+    every call.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        device: Any = None,
+        *,
+        input_range: tuple[float, float] | None = None,
+        vulnerability_threshold: float = 0.5,
+        batch_size: int = 512,
+        seed: int = 0,
+        progress: bool | None = None,
+    ) -> None:
+        self._resolved: ResolvedModel = resolve_model(model)
+        if self._resolved.backend == "torch":
+            self.device = resolve_device(device, self._resolved.module)
+        else:
+            self.device = resolve_device(device if device is not None else "cpu", torch.nn.Module())
+        if input_range is None:
+            input_range = self._resolved.input_range or (0.0, 1.0)
+        self.input_range = _check_range(input_range)
+        if not 0.0 < float(vulnerability_threshold) <= 1.0:
+            raise ConfigError(
+                f"vulnerability_threshold must be in (0, 1], got {vulnerability_threshold!r}",
+                path="vulnerability_threshold",
+            )
+        self.vulnerability_threshold = float(vulnerability_threshold)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(
+                f"batch_size must be an int >= 1, got {batch_size!r}", path="batch_size"
+            )
+        self.batch_size = batch_size
+        self.seed = int(seed)
+        self.progress = progress
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self._resolved.module
+
+    @property
+    def backend(self) -> str:
+        return self._resolved.backend
+
+    @property
+    def tier(self) -> str:
+        return self._resolved.tier
+
+    # -- inputs --------------------------------------------------------------------------
+
+    def _inputs(self, x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        x = as_inputs(x, self.device)
+        n = int(x.shape[0])
+        lo, hi = self.input_range
+        tol = 1e-6 * max(1.0, abs(lo), abs(hi))
+        if float(x.min()) < lo - tol or float(x.max()) > hi + tol:
+            raise ConfigError(
+                f"x spans [{float(x.min()):.4g}, {float(x.max()):.4g}], outside input_range "
+                f"({lo:g}, {hi:g}): attacks work in the model's input units, so pass the "
+                "input_range your data is scaled to",
+                path="input_range",
+            )
+        if y is None:
+            with eval_mode(self.model), on_device(self._resolved, self.device), torch.no_grad():
+                y = check_logits(self.model(x)).argmax(dim=1)
+        return x, as_labels(y, n, None, self.device)
+
+    def _batches(self, n: int, desc: str) -> Any:
+        starts = range(0, n, self.batch_size)
+        show = self.progress
+        if show is None:
+            show = sys.stderr.isatty() and len(starts) > 1
+        return tqdm(starts, desc=desc, disable=not show, leave=False)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return check_logits(self.model(x), allow_probabilities=False)
+
+    # -- core ----------------------------------------------------------------------------
+
+    def _run(
+        self, attack: str, x: torch.Tensor, y: torch.Tensor, epsilon: float, params: dict[str, Any]
+    ) -> _Outcome:
+        if attack in _attacks.GRADIENT_ATTACKS:
+            require_gradients(self._resolved, attack)
+        fn = _attacks.ATTACKS[attack]
+        accepts_seed = "seed" in _attacks.attack_parameters(attack)
+        base_seed = int(params.pop("seed", self.seed))
+        advs, clean, robust = [], [], []
+        with eval_mode(self.model), on_device(self._resolved, self.device):
+            for i, start in enumerate(self._batches(int(x.shape[0]), attack)):
+                xb, yb = x[start : start + self.batch_size], y[start : start + self.batch_size]
+                logits = self._logits(xb)
+                as_labels(yb, int(xb.shape[0]), int(logits.shape[1]))
+                extra = {"seed": base_seed + i} if accepts_seed else {}
+                x_adv = fn(
+                    self.model,
+                    xb,
+                    yb,
+                    epsilon=epsilon,
+                    input_range=self.input_range,
+                    **params,
+                    **extra,
+                ).detach()
+                self._check_bound(attack, xb, x_adv, epsilon)
+                advs.append(x_adv)
+                clean.append(logits.argmax(dim=1) == yb)
+                robust.append(self._logits(x_adv).argmax(dim=1) == yb)
+        used = _effective_params(attack, epsilon, params)
+        if accepts_seed:
+            used["seed"] = base_seed
+        return _Outcome(torch.cat(advs), torch.cat(clean), torch.cat(robust), used)
+
+    def _check_bound(
+        self, attack: str, x: torch.Tensor, x_adv: torch.Tensor, epsilon: float
+    ) -> None:
+        """Every perturbation respects the budget and every input the range (else a bug)."""
+        lo, hi = self.input_range
+        tol = 1e-5 * max(1.0, abs(lo), abs(hi), epsilon)
+        linf, l2 = _per_sample_norms(x, x_adv)
+        norm = _attacks.ATTACK_NORMS[attack]
+        if norm == "linf" and float(linf.max()) > epsilon + tol:
+            raise RuntimeError(f"{attack}: L-inf perturbation {float(linf.max())} > {epsilon}")
+        if norm == "l2" and float(l2.max()) > epsilon + tol:
+            raise RuntimeError(f"{attack}: L2 perturbation {float(l2.max())} > {epsilon}")
+        if float(x_adv.min()) < lo - tol or float(x_adv.max()) > hi + tol:
+            raise RuntimeError(f"{attack}: adversarial input leaves input_range {(lo, hi)}")
+
+    def _result(
+        self, attack: str, epsilon: float, x: torch.Tensor, outcome: _Outcome
+    ) -> RobustnessResult:
+        n = int(x.shape[0])
+        clean_acc = _fraction(outcome.clean_correct)
+        robust_acc = _fraction(outcome.adv_correct)
+        n_correct = int(outcome.clean_correct.sum())
+        flipped = int((outcome.clean_correct & ~outcome.adv_correct).sum())
+        linf, l2 = _per_sample_norms(x, outcome.x_adv)
+        return RobustnessResult(
+            attack_type=attack,
+            norm=_attacks.ATTACK_NORMS[attack],
+            epsilon=epsilon,
+            clean_accuracy=clean_acc,
+            robust_accuracy=robust_acc,
+            attack_success_rate=flipped / n_correct if n_correct else 0.0,
+            mean_linf=float(linf.mean()),
+            mean_l2=float(l2.mean()),
+            n_samples=n,
+            n_correct=n_correct,
+            is_vulnerable=robust_acc < self.vulnerability_threshold * clean_acc,
+            vulnerability_threshold=self.vulnerability_threshold,
+            input_range=self.input_range,
+            params=outcome.params,
+            backend=self._resolved.backend,
+            tier=self._resolved.tier,
+        )
+
+    # -- public API ----------------------------------------------------------------------
+
+    def attack(
+        self, x: Any, y: Any = None, attack_type: str = "fgsm", epsilon: float = 0.1, **params: Any
+    ) -> torch.Tensor:
+        """Adversarial inputs of ``x`` (shape ``(N, ...)``) for labels ``y`` (default: the
+        model's predictions). ``params`` are the attack's options (``steps``, ``alpha``, ...)."""
+        attack = _attack_name(attack_type)
+        epsilon = _check_epsilon(epsilon)
+        _check_params(attack, params)
+        xt, yt = self._inputs(x, y)
+        return self._run(attack, xt, yt, epsilon, dict(params)).x_adv
+
+    def test_robustness(
+        self, x: Any, y: Any = None, attack_type: str = "fgsm", epsilon: float = 0.1, **params: Any
+    ) -> RobustnessResult:
+        """Clean vs. attacked accuracy on ``(x, y)``; see :class:`RobustnessResult`.
+
+        ``y`` (shape ``(N,)``, ints in ``[0, C)``) defaults to the model's predictions (then
+        ``clean_accuracy`` is 1). ``params`` are the attack's options: ``pgd``/``pgd_l2``:
+        ``steps=10``, ``alpha=2.5ε/steps``, ``random_start=True``, ``seed``; ``square``:
+        ``n_queries=200``, ``p_init=0.8``, ``seed``; noise: ``seed``.
+        """
+        attack = _attack_name(attack_type)
+        epsilon = _check_epsilon(epsilon)
+        _check_params(attack, params)
+        xt, yt = self._inputs(x, y)
+        return self._result(attack, epsilon, xt, self._run(attack, xt, yt, epsilon, dict(params)))
+
+    def robustness_curve(
+        self,
+        x: Any,
+        y: Any = None,
+        epsilons: Sequence[float] = (0.0, 0.05, 0.1, 0.2, 0.3),
+        attack_type: str = "pgd",
+        **params: Any,
+    ) -> RobustnessCurve:
+        """Robust accuracy at each budget (ascending); see :class:`RobustnessCurve`."""
+        attack = _attack_name(attack_type)
+        eps = sorted(_check_epsilon(e, "epsilons") for e in epsilons)
+        if not eps:
+            raise ConfigError("epsilons must name at least one budget", path="epsilons")
+        _check_params(attack, params)
+        xt, yt = self._inputs(x, y)
+        results, cumulative, per_eps = [], [], []
+        still_correct = torch.ones(int(xt.shape[0]), dtype=torch.bool, device=xt.device)
+        for e in eps:
+            outcome = self._run(attack, xt, yt, e, dict(params))
+            still_correct = still_correct & outcome.adv_correct & outcome.clean_correct
+            cumulative.append(_fraction(still_correct))
+            per_eps.append(_fraction(outcome.adv_correct))
+            results.append(self._result(attack, e, xt, outcome))
+        return RobustnessCurve(
+            attack_type=attack,
+            norm=_attacks.ATTACK_NORMS[attack],
+            epsilons=tuple(eps),
+            robust_accuracy=tuple(cumulative),
+            per_epsilon_accuracy=tuple(per_eps),
+            clean_accuracy=results[0].clean_accuracy,
+            results=tuple(results),
+            backend=self._resolved.backend,
+            tier=self._resolved.tier,
+        )
+
+    def test_noise_robustness(
+        self,
+        x: Any,
+        y: Any = None,
+        noise_levels: Sequence[float] = (0.01, 0.05, 0.1),
+        noise: str = "gaussian",
+        n_trials: int = 1,
+        seed: int | None = None,
+    ) -> NoiseRobustnessResult:
+        """Accuracy under random noise at each level; see :class:`NoiseRobustnessResult`."""
+        attack = _attack_name(noise)
+        if attack not in ("gaussian_noise", "uniform_noise"):
+            raise ConfigError(f"noise must be 'gaussian' or 'uniform', got {noise!r}", path="noise")
+        levels = tuple(_check_epsilon(v, "noise_levels") for v in noise_levels)
+        if not levels:
+            raise ConfigError("noise_levels must name at least one level", path="noise_levels")
+        if not isinstance(n_trials, int) or n_trials < 1:
+            raise ConfigError(f"n_trials must be an int >= 1, got {n_trials!r}", path="n_trials")
+        base = self.seed if seed is None else int(seed)
+        xt, yt = self._inputs(x, y)
+        accs, clean = [], 0.0
+        for level in levels:
+            trial = []
+            for t in range(n_trials):
+                outcome = self._run(attack, xt, yt, level, {"seed": base + t})
+                trial.append(_fraction(outcome.adv_correct))
+                clean = _fraction(outcome.clean_correct)
+            accs.append(sum(trial) / n_trials)
+        return NoiseRobustnessResult(
+            noise=attack.removesuffix("_noise"),
+            noise_levels=levels,
+            accuracy=tuple(accs),
+            accuracy_drop=tuple(clean - a for a in accs),
+            clean_accuracy=clean,
+            n_trials=n_trials,
+            seed=base,
+            n_samples=int(xt.shape[0]),
+            input_range=self.input_range,
+            backend=self._resolved.backend,
+            tier=self._resolved.tier,
+        )
+
+    def generate_adversarial_dataset(
+        self,
+        X: Any,
+        y: Any,
+        attack: str = "pgd",
+        epsilon: float = 0.1,
+        ratio: float = 0.5,
+        seed: int | None = None,
+        **params: Any,
+    ) -> AdversarialDataset:
+        """A dataset for adversarial retraining: ``X`` with a random ``ratio`` of its samples
+        replaced by their adversarial versions (labels unchanged).
+
+        Returns an :class:`AdversarialDataset` (a ``TensorDataset`` of ``(x, y)``, same length
+        and order as ``X``; ``is_adversarial`` marks the replaced rows), on the tester's device.
+        The replaced subset is drawn with ``seed`` (default: the tester's seed).
+        """
+        attack = _attack_name(attack)
+        epsilon = _check_epsilon(epsilon)
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0 <= ratio <= 1:
+            raise ConfigError(f"ratio must be a number in [0, 1], got {ratio!r}", path="ratio")
+        _check_params(attack, params)
+        xt, yt = self._inputs(X, y)
+        n = int(xt.shape[0])
+        gen = torch.Generator().manual_seed(self.seed if seed is None else int(seed))
+        chosen = torch.randperm(n, generator=gen)[: round(ratio * n)].to(xt.device)
+        mixed = xt.clone()
+        mask = torch.zeros(n, dtype=torch.bool, device=xt.device)
+        if chosen.numel():
+            run_params = dict(params)
+            if seed is not None and "seed" in _attacks.attack_parameters(attack):
+                run_params.setdefault("seed", int(seed))
+            outcome = self._run(attack, xt[chosen], yt[chosen], epsilon, run_params)
+            mixed[chosen] = outcome.x_adv
+            mask[chosen] = True
+        return AdversarialDataset(mixed, yt.clone(), mask, attack=attack, epsilon=epsilon)

@@ -1,0 +1,183 @@
+"""Which engine runs an analysis: a PyTorch module, an ``OnnxModule`` or a ``.onnx`` file.
+
+Every analysis result names its ``backend`` (``"torch"`` or ``"onnx"``) and ``tier``
+(``"torch"``, ``"forward_only"`` or ``"gradients"``); :attr:`ResolvedModel.provenance` joins them
+as ``"torch"``, ``"onnx/forward_only"`` or ``"onnx/gradients"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from neuroplex.errors import ConfigError
+
+__all__ = [
+    "ResolvedModel",
+    "eval_mode",
+    "on_device",
+    "require_gradients",
+    "resolve_device",
+    "resolve_model",
+]
+
+
+@attrs.frozen
+class ResolvedModel:
+    """A model ready for analysis.
+
+    Attributes:
+        module: a ``torch.nn.Module`` (for ONNX: the ``OnnxModule`` wrapping ONNX Runtime).
+        backend: ``"torch"`` or ``"onnx"``.
+        tier: ``"torch"``; for ONNX ``"gradients"`` (exported VJP graph) or ``"forward_only"``.
+        input_range: ``(min, max)`` of the inputs from the ONNX metadata, ``None`` if unknown.
+    """
+
+    module: torch.nn.Module
+    backend: str
+    tier: str
+    input_range: tuple[float, float] | None = None
+
+    @property
+    def provenance(self) -> str:
+        """``"torch"``, ``"onnx/forward_only"`` or ``"onnx/gradients"``."""
+        return "torch" if self.backend == "torch" else f"{self.backend}/{self.tier}"
+
+    @property
+    def has_gradients(self) -> bool:
+        return self.tier in ("torch", "gradients")
+
+
+def _onnx_module_type() -> type | None:
+    module = sys.modules.get("neuroplex.onnx")
+    return getattr(module, "OnnxModule", None) if module is not None else None
+
+
+def _metadata_range(meta: Any) -> tuple[float, float] | None:
+    value = (
+        meta.get("input_range") if isinstance(meta, dict) else getattr(meta, "input_range", None)
+    )
+    if value is None:
+        return None
+    lo, hi = (float(v) for v in value)
+    return (lo, hi)
+
+
+def _load_onnx_file(path: Path) -> ResolvedModel:
+    if path.suffix.lower() != ".onnx":
+        raise ConfigError(
+            f"model path {str(path)!r} is not an ONNX file: pass a torch.nn.Module, an "
+            "OnnxModule or a path ending in '.onnx'",
+            path="model",
+        )
+    if not path.is_file():
+        raise ConfigError(f"ONNX file {str(path)!r} does not exist", path="model")
+    try:
+        from neuroplex import onnx as nx_onnx
+    except ImportError as exc:  # the kernel's ONNX bridge is missing or broken
+        raise ConfigError(
+            f"analysing {str(path)!r} needs the kernel's ONNX bridge (neuroplex.onnx), which "
+            f"cannot be imported: {exc}",
+            path="model",
+        ) from exc
+    module = nx_onnx.load_onnx(path)
+    input_range = None
+    read_metadata = getattr(nx_onnx, "read_metadata", None)
+    if read_metadata is not None:
+        input_range = _metadata_range(read_metadata(path))
+    return ResolvedModel(module, "onnx", str(module.tier), input_range)
+
+
+def resolve_model(model: Any) -> ResolvedModel:
+    """Wrap ``model`` (``torch.nn.Module``, ``OnnxModule`` or ``.onnx`` path) for analysis."""
+    if isinstance(model, ResolvedModel):
+        return model
+    if isinstance(model, str | os.PathLike):
+        return _load_onnx_file(Path(model))
+    onnx_type = _onnx_module_type()
+    if onnx_type is not None and isinstance(model, onnx_type):
+        meta = getattr(model, "metadata", None)
+        input_range = _metadata_range(meta) if meta is not None else None
+        return ResolvedModel(model, "onnx", str(model.tier), input_range)
+    if isinstance(model, torch.nn.Module):
+        return ResolvedModel(model, "torch", "torch", None)
+    raise ConfigError(
+        f"cannot analyse a {type(model).__name__}: pass a torch.nn.Module, an OnnxModule "
+        "or a path to a '.onnx' file",
+        path="model",
+    )
+
+
+def require_gradients(resolved: ResolvedModel, method: str) -> None:
+    """Raise a :class:`ConfigError` when ``method`` needs gradients the model cannot give."""
+    if not resolved.has_gradients:
+        raise ConfigError(
+            f"{method} needs gradients, but this ONNX model is forward-only (no exported VJP "
+            "gradient graph): re-export it with neuroplex.onnx.export_onnx (gradient graph "
+            "enabled), or use a perturbation method (occlusion, feature_ablation, square, noise)",
+            path="method",
+        )
+
+
+def resolve_device(device: Any, module: torch.nn.Module) -> torch.device:
+    """A ``torch.device`` from ``None`` (the model's), a string, a device or a neuroplex Device."""
+    if device is None:
+        for tensor in (*module.parameters(), *module.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+    if hasattr(device, "torch_device"):
+        device = device.torch_device()
+    try:
+        return torch.device(device)
+    except (TypeError, RuntimeError) as exc:
+        raise ConfigError(
+            f"device {device!r} is not a torch device: use e.g. 'cpu', 'cuda:0' or a "
+            "neuroplex Device",
+            path="device",
+        ) from exc
+
+
+@contextlib.contextmanager
+def eval_mode(module: torch.nn.Module, *, freeze: bool = True) -> Iterator[torch.nn.Module]:
+    """Put ``module`` in eval mode (and, with ``freeze``, stop parameter gradients) for the
+    duration; the original training flags and ``requires_grad`` flags are restored after."""
+    modes = [(m, m.training) for m in module.modules()]
+    grads = [(p, p.requires_grad) for p in module.parameters()] if freeze else []
+    module.eval()
+    for p, _ in grads:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for m, training in modes:
+            m.training = training
+        for p, flag in grads:
+            p.requires_grad_(flag)
+
+
+@contextlib.contextmanager
+def on_device(resolved: ResolvedModel, device: torch.device) -> Iterator[torch.nn.Module]:
+    """Run a PyTorch model on ``device`` for the duration, then move it back where it was.
+
+    ONNX modules are left alone (ONNX Runtime picks its own execution provider).
+    """
+    module = resolved.module
+    if resolved.backend != "torch":
+        yield module
+        return
+    original = resolve_device(None, module)
+    moved = original != device
+    if moved:
+        module.to(device)
+    try:
+        yield module
+    finally:
+        if moved:
+            module.to(original)
