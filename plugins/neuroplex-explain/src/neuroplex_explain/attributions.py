@@ -188,19 +188,24 @@ def integrated_gradients(
     *,
     baseline: Any = None,
     n_steps: int = 50,
-    method: str = "gausslegendre",
+    integration_method: str = "gausslegendre",
     internal_batch_size: int | None = None,
 ) -> Attribution:
     """Integrated gradients from ``baseline`` (default zeros) to ``x``.
 
     ``attr = (x − b) · Σ_k w_k ∇ out_t(b + α_k (x − b))`` with quadrature nodes ``α_k`` and
-    weights ``w_k`` of ``method`` (Captum's ``gausslegendre`` or ``riemann_*``). All
+    weights ``w_k`` of ``integration_method`` (Captum's ``method``: ``gausslegendre`` or
+    ``riemann_*``). All
     ``n_steps × N`` points are evaluated in chunks of ``internal_batch_size`` rows (default: one
     pass). ``convergence_delta`` is the completeness error (see :class:`Attribution`).
     """
     require_gradients(resolved, "integrated_gradients")
+    method = integration_method
     if method not in IG_METHODS:
-        raise ConfigError(f"unknown method {method!r}; choose one of {IG_METHODS}", path="method")
+        raise ConfigError(
+            f"unknown integration_method {method!r}; choose one of {IG_METHODS}",
+            path="integration_method",
+        )
     if not isinstance(n_steps, int) or n_steps < 1:
         raise ConfigError(f"n_steps must be a positive int, got {n_steps!r}", path="n_steps")
     x = as_inputs(x)
