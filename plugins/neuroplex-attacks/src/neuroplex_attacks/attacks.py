@@ -21,6 +21,8 @@ attack             norm       ``epsilon`` means
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 
 import torch
@@ -86,22 +88,25 @@ def pgd(
     """Projected gradient descent in the L∞ ball (Madry et al.), untargeted.
 
     Starts at ``x`` (or, with ``random_start``, at ``x + U(−ε, ε)`` seeded by ``seed``), then
-    ``steps`` times: ``x ← clip(x₀ + clamp(x + α · sign(∇) − x₀, −ε, ε))``. ``alpha`` defaults
+    ``steps`` times: ``x ← clip(x₀ + clamp(x + α · sign(∇) − x₀, −ε, ε))`` (computed as one
+    clamp between precomputed bounds: equal up to float rounding). ``alpha`` defaults
     to ``2.5 ε / steps``.
     """
     alpha = 2.5 * epsilon / steps if alpha is None else alpha
     x0 = x.detach()
+    lo, hi = input_range
     with torch.no_grad():
+        # clip(x0 + clamp(a − x0, −ε, ε)) == clamp(a, max(x0 − ε, lo), min(x0 + ε, hi))
+        lower = torch.clamp(x0 - epsilon, min=lo)
+        upper = torch.clamp(x0 + epsilon, max=hi)
         adv = x0.clone()
         if random_start:
             noise = torch.empty_like(x0).uniform_(-epsilon, epsilon, generator=_generator(x0, seed))
-            adv = torch.clamp(adv + noise, *input_range)
+            adv = torch.clamp(adv + noise, lo, hi)
     for _ in range(steps):
         grad = _loss_gradient(model, adv, y)
         with torch.no_grad():
-            adv = adv + alpha * grad.sign()
-            delta = torch.clamp(adv - x0, min=-epsilon, max=epsilon)
-            adv = torch.clamp(x0 + delta, *input_range)
+            adv = torch.clamp(adv.add_(grad.sign_(), alpha=alpha), lower, upper)
     return adv
 
 
@@ -288,9 +293,8 @@ ATTACK_NORMS: dict[str, str] = {
 GRADIENT_ATTACKS = frozenset({"fgsm", "pgd", "pgd_l2"})
 
 
+@functools.cache
 def attack_parameters(name: str) -> tuple[str, ...]:
     """Keyword arguments attack ``name`` accepts beyond ``epsilon`` and ``input_range``."""
-    import inspect
-
     params = inspect.signature(ATTACKS[name]).parameters
     return tuple(p for p in params if p not in ("model", "x", "y", "epsilon", "input_range"))

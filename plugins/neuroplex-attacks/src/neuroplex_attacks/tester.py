@@ -43,6 +43,22 @@ class _Outcome:
     params: dict[str, Any]
 
 
+class _CheckedModel:
+    """Calls the model; the first output is checked to be logits ``(N, C)`` (not
+    probabilities) and the labels to lie in ``[0, C)``, before any loss uses them."""
+
+    def __init__(self, model: torch.nn.Module, y: torch.Tensor) -> None:
+        self.model, self.y, self.checked = model, y, False
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.model(x)
+        if not self.checked:
+            out = check_logits(out, allow_probabilities=False)
+            as_labels(self.y, int(self.y.shape[0]), int(out.shape[1]))
+            self.checked = True
+        return out
+
+
 def _attack_name(attack: str) -> str:
     if not isinstance(attack, str):
         raise ConfigError(f"attack_type must be a string, got {attack!r}", path="attack_type")
@@ -213,15 +229,19 @@ class AdversarialTester:
             show = sys.stderr.isatty() and len(starts) > 1
         return tqdm(starts, desc=desc, disable=not show, leave=False)
 
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return check_logits(self.model(x), allow_probabilities=False)
-
     # -- core ----------------------------------------------------------------------------
 
     def _run(
-        self, attack: str, x: torch.Tensor, y: torch.Tensor, epsilon: float, params: dict[str, Any]
+        self,
+        attack: str,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        epsilon: float,
+        params: dict[str, Any],
+        *,
+        evaluate: bool = True,
     ) -> _Outcome:
+        """Attack ``x`` batch by batch; with ``evaluate``, also classify clean and attacked."""
         if attack in _attacks.GRADIENT_ATTACKS:
             require_gradients(self._resolved, attack)
         fn = _attacks.ATTACKS[attack]
@@ -231,11 +251,13 @@ class AdversarialTester:
         with eval_mode(self.model), on_device(self._resolved, self.device):
             for i, start in enumerate(self._batches(int(x.shape[0]), attack)):
                 xb, yb = x[start : start + self.batch_size], y[start : start + self.batch_size]
-                logits = self._logits(xb)
-                as_labels(yb, int(xb.shape[0]), int(logits.shape[1]))
+                checked = _CheckedModel(self.model, yb)
+                if evaluate:
+                    with torch.no_grad():
+                        clean.append(checked(xb).argmax(dim=1) == yb)
                 extra = {"seed": base_seed + i} if accepts_seed else {}
                 x_adv = fn(
-                    self.model,
+                    checked,
                     xb,
                     yb,
                     epsilon=epsilon,
@@ -245,12 +267,19 @@ class AdversarialTester:
                 ).detach()
                 self._check_bound(attack, xb, x_adv, epsilon)
                 advs.append(x_adv)
-                clean.append(logits.argmax(dim=1) == yb)
-                robust.append(self._logits(x_adv).argmax(dim=1) == yb)
+                if evaluate:
+                    with torch.no_grad():
+                        robust.append(checked(x_adv).argmax(dim=1) == yb)
         used = _effective_params(attack, epsilon, params)
         if accepts_seed:
             used["seed"] = base_seed
-        return _Outcome(torch.cat(advs), torch.cat(clean), torch.cat(robust), used)
+        empty = torch.zeros(0, dtype=torch.bool)
+        return _Outcome(
+            torch.cat(advs),
+            torch.cat(clean) if evaluate else empty,
+            torch.cat(robust) if evaluate else empty,
+            used,
+        )
 
     def _check_bound(
         self, attack: str, x: torch.Tensor, x_adv: torch.Tensor, epsilon: float
@@ -306,7 +335,7 @@ class AdversarialTester:
         epsilon = _check_epsilon(epsilon)
         _check_params(attack, params)
         xt, yt = self._inputs(x, y)
-        return self._run(attack, xt, yt, epsilon, dict(params)).x_adv
+        return self._run(attack, xt, yt, epsilon, dict(params), evaluate=False).x_adv
 
     def test_robustness(
         self, x: Any, y: Any = None, attack_type: str = "fgsm", epsilon: float = 0.1, **params: Any
