@@ -348,3 +348,16 @@ def test_registry_builds_attack_analyzers(digits, digits_mlp):
     assert noise.analyze(x, y).noise_levels == (0.1,)
     with pytest.raises(ConfigError, match="options"):
         neuroplex.create_analyzer("fgsm", digits_mlp, steps=3)
+
+
+def test_entry_module_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, neuroplex_attacks.plugin as p; "
+        "assert 'torch' not in sys.modules, 'torch imported'; "
+        "print(len(list(p.neuroplex_register_analyzers())))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(out.stdout) >= 8

@@ -308,3 +308,16 @@ def test_bad_models_give_clear_errors(tmp_path):
     scalar = torch.nn.Linear(4, 1)
     with pytest.raises(DataError, match=r"\(N, C\) with C >= 2"):
         ModelExplainability(scalar).detect_bias(torch.rand(3, 4))
+
+
+def test_entry_module_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, neuroplex_explain.plugin as p; "
+        "assert 'torch' not in sys.modules, 'torch imported'; "
+        "print(len(list(p.neuroplex_register_analyzers())))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(out.stdout) >= 8

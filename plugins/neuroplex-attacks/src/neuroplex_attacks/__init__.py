@@ -4,40 +4,46 @@
 ``test_noise_robustness``, ``generate_adversarial_dataset``) plus ``robustness_curve`` and
 ``attack``. The attacks (:mod:`neuroplex_attacks.attacks`: fgsm, pgd, pgd_l2, square,
 gaussian_noise, uniform_noise) are plain batched functions usable on their own.
+
+Names load on first access (PEP 562): importing the package, or its entry module
+``neuroplex_attacks.plugin``, does not import torch.
 """
 
 from __future__ import annotations
 
-from neuroplex_attacks.attacks import (
-    ATTACK_NORMS,
-    ATTACKS,
-    GRADIENT_ATTACKS,
-    fgsm,
-    gaussian_noise,
-    pgd,
-    pgd_l2,
-    square,
-    uniform_noise,
-)
-from neuroplex_attacks.results import (
-    VULNERABILITY_RULE,
-    AdversarialDataset,
-    NoiseRobustnessResult,
-    RobustnessCurve,
-    RobustnessResult,
-)
-from neuroplex_attacks.tester import AdversarialTester
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY: dict[str, str] = {
+    "ATTACKS": "neuroplex_attacks.attacks",
+    "ATTACK_NORMS": "neuroplex_attacks.attacks",
+    "GRADIENT_ATTACKS": "neuroplex_attacks.attacks",
+    "fgsm": "neuroplex_attacks.attacks",
+    "gaussian_noise": "neuroplex_attacks.attacks",
+    "pgd": "neuroplex_attacks.attacks",
+    "pgd_l2": "neuroplex_attacks.attacks",
+    "square": "neuroplex_attacks.attacks",
+    "uniform_noise": "neuroplex_attacks.attacks",
+    "VULNERABILITY_RULE": "neuroplex_attacks.results",
+    "AdversarialDataset": "neuroplex_attacks.results",
+    "NoiseRobustnessResult": "neuroplex_attacks.results",
+    "RobustnessCurve": "neuroplex_attacks.results",
+    "RobustnessResult": "neuroplex_attacks.results",
+    "AdversarialTester": "neuroplex_attacks.tester",
+}
 
 __all__ = [
     "ATTACKS",
     "ATTACK_NORMS",
-    "GRADIENT_ATTACKS",
-    "VULNERABILITY_RULE",
     "AdversarialDataset",
     "AdversarialTester",
+    "GRADIENT_ATTACKS",
     "NoiseRobustnessResult",
     "RobustnessCurve",
     "RobustnessResult",
+    "VULNERABILITY_RULE",
     "fgsm",
     "gaussian_noise",
     "pgd",
@@ -46,4 +52,37 @@ __all__ = [
     "uniform_noise",
 ]
 
-__version__ = "0.1.0"
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'neuroplex_attacks' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*__all__, "__version__"])
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from neuroplex_attacks.attacks import (
+        ATTACK_NORMS,
+        ATTACKS,
+        GRADIENT_ATTACKS,
+        fgsm,
+        gaussian_noise,
+        pgd,
+        pgd_l2,
+        square,
+        uniform_noise,
+    )
+    from neuroplex_attacks.results import (
+        VULNERABILITY_RULE,
+        AdversarialDataset,
+        NoiseRobustnessResult,
+        RobustnessCurve,
+        RobustnessResult,
+    )
+    from neuroplex_attacks.tester import AdversarialTester

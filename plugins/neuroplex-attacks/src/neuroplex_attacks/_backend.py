@@ -57,7 +57,8 @@ class ResolvedModel:
         return self.tier in ("torch", "gradients")
 
 
-def _onnx_module_type() -> type | None:
+def _onnx_module_type() -> Any:
+    """``neuroplex.onnx.OnnxModule`` if the bridge is already imported (never imports it)."""
     module = sys.modules.get("neuroplex.onnx")
     return getattr(module, "OnnxModule", None) if module is not None else None
 

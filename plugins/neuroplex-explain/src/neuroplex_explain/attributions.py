@@ -278,7 +278,7 @@ def occlusion(
         attr = Occlusion(_forward(resolved)).attribute(
             x,
             sliding_window_shapes=window,
-            strides=strides,  # type: ignore[arg-type]
+            strides=strides,
             baselines=baseline,
             target=t,
             perturbations_per_eval=perturbations_per_eval,
