@@ -2,7 +2,7 @@
 
 Run directly::
 
-    python tests/benchmarks/bench_analysis.py [--repeats 7] [--onnx]
+    python tests/benchmarks/bench_analysis.py [--repeats 7] [--threads N] [--no-onnx]
 
 Measures, on the same model and batch, the median wall time over ``--repeats`` runs (after one
 warm-up) of
@@ -12,10 +12,10 @@ warm-up) of
   ``neuroplex_explain`` vs ``captum.attr.IntegratedGradients`` (with its convergence delta,
   which ours always computes);
 
-and prints a Markdown table of samples per second and the speed ratio (ours / reference;
-> 1 means we are faster). Results are checked to agree before timing. With ``--onnx`` and the
-kernel's ONNX bridge present, the same analyses also run on ONNX Runtime (the exported model's
-gradient graph) and are compared with the PyTorch reference.
+and prints a Markdown table of samples per second and the speed ratio (reference time / ours;
+> 1 means we are faster). Results are checked to agree before timing. When the kernel's ONNX
+bridge is present (unless ``--no-onnx``), the same analyses also run on ONNX Runtime (the
+exported model's gradient graph) and are compared with the PyTorch reference libraries.
 """
 
 from __future__ import annotations
@@ -157,7 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    parser.add_argument("--onnx", action="store_true", help="also run on ONNX Runtime")
+    parser.add_argument(
+        "--no-onnx",
+        action="store_true",
+        help="skip the ONNX Runtime rows (default: run them "
+        "when the kernel's ONNX bridge neuroplex.onnx is importable)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -167,11 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("PGD-10 vs torchattacks", name, len(x), ours, ref))
         ours, ref = bench_ig(model, x, y, args.repeats)
         rows.append(("IG-50 vs Captum", name, len(x), ours, ref))
-        if args.onnx:
+        if not args.no_onnx:
             try:
                 rows.extend(_onnx_rows(name, model, x, y, args.repeats))
             except ImportError as exc:
-                print(f"ONNX rows skipped: {exc}", file=sys.stderr)
+                print(f"[{name}] ONNX rows skipped: {exc}", file=sys.stderr)
     print(
         f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"median of {args.repeats} runs\n"
