@@ -321,3 +321,17 @@ def test_entry_module_does_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert int(out.stdout) >= 8
+
+
+def test_token_inputs_keep_their_dtype():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Embedding(10, 4), torch.nn.Flatten(), torch.nn.Linear(12, 3)
+    )
+    tokens = torch.randint(0, 10, (5, 3))
+    explainer = ModelExplainability(model)
+    acts = explainer.get_activations(tokens)
+    assert acts["0"].shape == (5, 3, 4)
+    assert explainer.detect_bias(tokens).n_classes == 3
+    stats = explainer.analyze_layer_activations(tokens, unit_dim=-1)
+    assert len(stats["0"].unit_max) == 4

@@ -15,8 +15,13 @@ from neuroplex.errors import DataError
 __all__ = ["as_inputs", "as_labels", "check_logits", "to_python"]
 
 
-def as_inputs(x: Any, device: torch.device | None = None, name: str = "x") -> torch.Tensor:
-    """``x`` as a floating tensor of shape ``(N, ...)`` with ``N >= 1`` and no NaN/inf."""
+def as_inputs(
+    x: Any, device: torch.device | None = None, name: str = "x", *, keep_dtype: bool = False
+) -> torch.Tensor:
+    """``x`` as a tensor of shape ``(N, ...)`` with ``N >= 1`` and no NaN/inf.
+
+    Integer inputs become float32, unless ``keep_dtype`` (e.g. token ids for an embedding).
+    """
     if not isinstance(x, torch.Tensor):
         try:
             x = torch.as_tensor(np.asarray(x))
@@ -26,9 +31,9 @@ def as_inputs(x: Any, device: torch.device | None = None, name: str = "x") -> to
         raise DataError(
             f"{name} must be a batch of shape (N, ...) with N >= 1, got {tuple(x.shape)}"
         )
-    if not x.is_floating_point():
+    if not x.is_floating_point() and not keep_dtype:
         x = x.float()
-    if not bool(torch.isfinite(x).all()):
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
         raise DataError(f"{name} contains NaN or inf values")
     return x.detach().to(device) if device is not None else x.detach()
 
