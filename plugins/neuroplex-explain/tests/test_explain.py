@@ -277,6 +277,8 @@ def test_registry_builds_explain_analyzers(digits, digits_mlp):
     assert neuroplex.create_analyzer("bias", digits_mlp).analyze(x, y).accuracy > 0.85
     assert neuroplex.get_record("analyzer", "saliency").capabilities >= {"gradients"}
     assert "gradients" not in neuroplex.get_record("analyzer", "occlusion").capabilities
+    with pytest.raises(ConfigError, match="does not take"):
+        neuroplex.create_analyzer("occlusion", digits_mlp, n_steps=3)
 
 
 @pytest.mark.parametrize(
@@ -286,6 +288,7 @@ def test_registry_builds_explain_analyzers(digits, digits_mlp):
         (lambda e, x, y: e.attribute(x, target=y + 10), DataError, "out of range"),
         (lambda e, x, y: e.attribute(x, target=y[:-1]), DataError, "shape"),
         (lambda e, x, y: e.attribute(x, n_steps=0), ConfigError, "n_steps"),
+        (lambda e, x, y: e.attribute(x, "saliency", n_steps=5), ConfigError, "options are abs"),
         (lambda e, x, y: e.attribute(x, integration_method="x"), ConfigError, "integration"),
         (lambda e, x, y: e.attribute(x, baseline=torch.zeros(3)), ConfigError, "baseline"),
         (lambda e, x, y: e.detect_bias(x, y=y[:-1]), DataError, "shape"),

@@ -82,6 +82,7 @@ class AttributionAnalyzer(_Analyzer):
 
     def __init__(self, model: Any, **config: Any) -> None:
         super().__init__(model)
+        _attr.check_options(self.method, config)
         self.config = config
 
     def analyze(self, x: Any, y: Any = None) -> _attr.Attribution:

@@ -12,6 +12,7 @@ defaults to the labels when given, else to the predicted class.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +28,8 @@ __all__ = [
     "ATTRIBUTION_METHODS",
     "Attribution",
     "attribute",
+    "check_options",
+    "method_options",
     "feature_ablation",
     "input_x_gradient",
     "integrated_gradients",
@@ -327,16 +330,39 @@ ATTRIBUTION_METHODS = {
 }
 
 
-def attribute(
-    resolved: ResolvedModel, x: Any, target: Any = None, *, method: str, **kwargs: Any
-) -> Attribution:
-    """Dispatch to one of :data:`ATTRIBUTION_METHODS` by name."""
-    key = method.strip().lower().replace("-", "_")
+def method_options(method: str) -> tuple[str, ...]:
+    """The keyword options of attribution ``method`` (raises ConfigError if unknown)."""
+    fn = _method(method)
+    params = inspect.signature(fn).parameters
+    return tuple(p for p in params if p not in ("resolved", "x", "target"))
+
+
+def _method(method: str) -> Any:
+    key = method.strip().lower().replace("-", "_") if isinstance(method, str) else method
     fn = ATTRIBUTION_METHODS.get(key)
     if fn is None:
         raise ConfigError(
             f"unknown attribution method {method!r}; choose one of {sorted(ATTRIBUTION_METHODS)}",
             path="method",
         )
-    result: Attribution = fn(resolved, x, target, **kwargs)
+    return fn
+
+
+def check_options(method: str, options: dict[str, Any]) -> None:
+    """Raise a ConfigError naming options that ``method`` does not take."""
+    valid = method_options(method)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"{method} does not take {unknown}; its options are {', '.join(valid) or 'none'}",
+            path=unknown[0],
+        )
+
+
+def attribute(
+    resolved: ResolvedModel, x: Any, target: Any = None, *, method: str, **kwargs: Any
+) -> Attribution:
+    """Dispatch to one of :data:`ATTRIBUTION_METHODS` by name."""
+    check_options(method, kwargs)
+    result: Attribution = _method(method)(resolved, x, target, **kwargs)
     return result
