@@ -183,14 +183,18 @@ def installed_repo_distributions() -> list[tuple[str, Path]]:
 
 def cmd_pytest(args: list[str]) -> int:
     """pytest over ``tests/`` plus the ``tests/`` of every installed plugin distribution of the
-    repo (plugins not installed here are not collected: their imports would fail)."""
-    paths = ["tests"]
-    for _, directory in installed_repo_distributions():
+    repo (plugins not installed here are not collected: their imports would fail). Paths among
+    ``args`` replace that selection."""
+    if any(not a.startswith("-") and (ROOT / a.split("::")[0]).exists() for a in args):
+        paths: list[str] = []  # the caller named what to test: `tox -e core -- tests/kernel`
+    else:
+        paths = ["tests"]
+    for _, directory in installed_repo_distributions() if paths else []:
         tests = directory / "tests"
         rel = tests.relative_to(ROOT)
         if tests.is_dir() and not str(rel).startswith("tests/"):
             paths.append(str(rel))
-    print(f"toxenv: pytest {' '.join(paths)}", flush=True)
+    print(f"toxenv: pytest {' '.join([*paths, *args])}", flush=True)
     rc = subprocess.call([sys.executable, "-m", "pytest", *paths, *args], cwd=ROOT)
     if rc == 5:
         print("toxenv: pytest collected no tests: failing", file=sys.stderr)
