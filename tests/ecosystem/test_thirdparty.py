@@ -135,7 +135,15 @@ def _spec(tmp_path: Path) -> dict:
         "name": "example-plugin-run",
         "output_dir": str(tmp_path),
         "data": {"name": "digits"},
-        "model": {"name": "mlp", "hyperparameters": {}},
+        "model": {  # the hyperparameters of specs/digits-cnn.toml, smaller
+            "name": "cnn",
+            "hyperparameters": {
+                "input_channels": 1,
+                "input_size": [8, 8],
+                "conv_layers": [{"out_channels": 4, "kernel_size": 3, "padding": 1}],
+                "num_classes": 10,
+            },
+        },
         "training": {"optimizer": "signsgd", "optimizer_params": {"momentum": 0.9}, "epochs": 1},
         "export": {"enabled": False},
         "feedback": {"sinks": [{"name": "csv_events", "options": {"path": "events.csv"}}]},
