@@ -1,0 +1,194 @@
+"""Tracing the vector-Jacobian product of a model into an exportable graph.
+
+``vjp(x, grad_output) = (d model(x) / d x)^T · grad_output`` is traced with
+``make_fx`` over core ATen decompositions, plus custom decompositions of backward ops that
+ONNX has no function for: ``convolution_backward`` becomes a transposed convolution of
+``grad_output`` with the forward weight, ``avg_pool2d_backward`` a depthwise transposed
+convolution with a ones kernel. Parameters are frozen while tracing,
+so only the input gradient is traced. The traced graph is then exported like any model.
+
+Symbolic tracing gives a graph with a dynamic batch; when it fails, a fixed-batch graph is
+traced instead and :class:`~neuroplex.onnx.OnnxModule` pads every batch to that size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["VjpModule", "frozen_parameters", "trace_vjp"]
+
+_aten = torch.ops.aten
+
+
+def _convolution_backward(
+    grad_output: torch.Tensor,
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias_sizes: Sequence[int] | None,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    transposed: bool,
+    output_padding: Sequence[int],
+    groups: int,
+    output_mask: Sequence[bool],
+) -> tuple[torch.Tensor | None, None, None]:
+    """Input gradient of a (transposed) convolution as the adjoint convolution."""
+    if output_mask[1] or output_mask[2]:
+        raise NotImplementedError(
+            "convolution_backward: weight/bias gradients are not traced (parameters are frozen)"
+        )
+    if not output_mask[0]:
+        return None, None, None
+    if transposed:  # adjoint of a transposed convolution is the plain convolution
+        grad = _aten.convolution(
+            grad_output, weight, None, stride, padding, dilation, False, [0] * len(stride), groups
+        )
+        return grad, None, None
+    opad = []
+    for d in range(len(stride)):
+        kernel = weight.shape[2 + d]
+        rebuilt = (
+            (grad_output.shape[2 + d] - 1) * stride[d]
+            - 2 * padding[d]
+            + dilation[d] * (kernel - 1)
+            + 1
+        )
+        opad.append(input.shape[2 + d] - rebuilt)
+    grad = _aten.convolution(
+        grad_output, weight, None, stride, padding, dilation, True, opad, groups
+    )
+    return grad, None, None
+
+
+def _pair(value: Sequence[int], default: Sequence[int]) -> list[int]:
+    items = list(value) if len(value) else list(default)
+    return items * 2 if len(items) == 1 else items
+
+
+def _avg_pool2d_backward(
+    grad_output: torch.Tensor,
+    input: torch.Tensor,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    ceil_mode: bool,
+    count_include_pad: bool,
+    divisor_override: int | None,
+) -> torch.Tensor:
+    """Input gradient of average pooling: a depthwise transposed convolution with a ones
+    kernel of the averaged ``grad_output`` (``ceil_mode`` is not covered)."""
+    if ceil_mode or input.dim() != 4:
+        raise NotImplementedError("avg_pool2d_backward: ceil_mode or unbatched input")
+    kernel = _pair(kernel_size, kernel_size)
+    step = _pair(stride, kernel)
+    pad = _pair(padding, [0])
+    channels, height, width = input.shape[1], input.shape[2], input.shape[3]
+    if divisor_override:
+        scaled = grad_output / divisor_override
+    elif count_include_pad or not any(pad):
+        scaled = grad_output / (kernel[0] * kernel[1])
+    else:  # divide by the number of real (unpadded) elements in each window
+        counts = _aten.convolution(
+            input.new_ones((1, 1, height, width)),
+            input.new_ones((1, 1, kernel[0], kernel[1])),
+            None,
+            step,
+            pad,
+            [1, 1],
+            False,
+            [0, 0],
+            1,
+        )
+        scaled = grad_output / counts
+    opad = [
+        size - ((out - 1) * s - 2 * p + k)
+        for size, out, s, p, k in zip(
+            (height, width), grad_output.shape[2:], step, pad, kernel, strict=True
+        )
+    ]
+    ones = grad_output.new_ones((channels, 1, kernel[0], kernel[1]))
+    grad: torch.Tensor = _aten.convolution(
+        scaled, ones, None, step, pad, [1, 1], True, opad, channels
+    )
+    return grad
+
+
+def _decompositions() -> dict[Any, Any]:
+    from torch._decomp import core_aten_decompositions
+
+    table = dict(core_aten_decompositions())
+    table[_aten.convolution_backward.default] = _convolution_backward
+    table[_aten.avg_pool2d_backward.default] = _avg_pool2d_backward
+    return table
+
+
+@contextlib.contextmanager
+def frozen_parameters(module: nn.Module) -> Iterator[None]:
+    """Stop parameter gradients for the duration (restored afterwards)."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def _vjp_function(module: nn.Module) -> Any:
+    def vjp(x: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            y = module(x)
+            if not isinstance(y, torch.Tensor):
+                raise TypeError("the model returns more than one tensor")
+            (grad,) = torch.autograd.grad(y, x, grad_output, allow_unused=True)
+        return grad if grad is not None else torch.zeros_like(x)
+
+    return vjp
+
+
+def trace_vjp(module: nn.Module, x: torch.Tensor, *, symbolic: bool) -> torch.fx.GraphModule:
+    """Trace ``vjp(x, grad_output)`` of ``module`` (in eval mode, parameters frozen).
+
+    Args:
+        module: the model, ``(N, ...) -> (N, ...)`` with one tensor output.
+        x: an example input batch (``N >= 2`` for a symbolic trace).
+        symbolic: trace with a symbolic batch (dynamic) instead of the concrete one.
+    """
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    with torch.no_grad():
+        y = module(x)
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"the model returns a {type(y).__name__}, not one tensor")
+    grad_output = torch.randn_like(y)
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    # the math attention kernel decomposes into matmul/softmax, whose backward ONNX can express
+    with frozen_parameters(module), sdpa_kernel(SDPBackend.MATH):
+        traced: torch.fx.GraphModule = make_fx(
+            _vjp_function(module),
+            decomposition_table=_decompositions(),
+            tracing_mode="symbolic" if symbolic else "real",
+            _allow_non_fake_inputs=True,
+        )(x, grad_output)
+    return traced
+
+
+class VjpModule(nn.Module):
+    """Wraps a traced VJP graph as a module with inputs ``(input, grad_output)``."""
+
+    def __init__(self, graph: torch.fx.GraphModule) -> None:
+        super().__init__()
+        self.graph_module = graph
+
+    def forward(self, x: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.graph_module(x, grad_output)
+        return out

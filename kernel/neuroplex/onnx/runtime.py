@@ -1,0 +1,469 @@
+"""ONNX Runtime behind a ``torch.nn.Module``: :class:`OnnxModule`.
+
+Analysis code written against ``torch.nn.Module`` runs unchanged on an exported model:
+
+* **forward** — one ``InferenceSession`` (all graph optimizations on); CPU tensors go in as
+  NumPy *views* and come back through ``torch.from_numpy`` (no copies); on CUDA, IO binding
+  keeps tensors on the device.
+* **gradients** — when the export wrote a vector-Jacobian-product graph beside the model
+  (``model.vjp.onnx``), ``forward`` is a ``torch.autograd.Function`` whose backward runs that
+  graph, so ``torch.autograd.grad`` / ``loss.backward()`` work (FGSM, PGD, saliency, integrated
+  gradients). :attr:`OnnxModule.tier` is ``"gradients"`` then, ``"forward_only"`` otherwise,
+  with the reason in :attr:`OnnxModule.tier_reason`.
+* **activations** — :meth:`OnnxModule.activations` exposes the output of every PyTorch
+  module that survives in the graph (found through the exporter's node metadata
+  ``pkg.torch.onnx.name_scopes``) as extra graph outputs of a second session.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+from torch import nn
+
+from neuroplex.errors import DataError, ExportError
+from neuroplex.onnx._checks import MAX_ONNX_BYTES, load_checked_model
+from neuroplex.onnx.metadata import decode_metadata
+
+__all__ = ["InputSpec", "OnnxModule", "load_onnx", "predict"]
+
+_ORT_DTYPES: dict[str, torch.dtype] = {
+    "tensor(float)": torch.float32,
+    "tensor(double)": torch.float64,
+    "tensor(float16)": torch.float16,
+    "tensor(bfloat16)": torch.bfloat16,
+    "tensor(int64)": torch.int64,
+    "tensor(int32)": torch.int32,
+    "tensor(int16)": torch.int16,
+    "tensor(int8)": torch.int8,
+    "tensor(uint8)": torch.uint8,
+    "tensor(bool)": torch.bool,
+}
+_FLOAT_ELEM_TYPES = {1, 10, 11, 16}  # onnx.TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
+
+
+@attrs.frozen
+class InputSpec:
+    """One graph input: ``shape`` has ``None`` for dynamic dimensions (the batch)."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: torch.dtype
+
+    def describe(self) -> str:
+        dims = ", ".join("N" if d is None else str(d) for d in self.shape)
+        return f"{self.name}: ({dims}) {str(self.dtype).removeprefix('torch.')}"
+
+
+def _spec(arg: Any) -> InputSpec:
+    dtype = _ORT_DTYPES.get(arg.type)
+    if dtype is None:
+        raise ExportError(f"graph input {arg.name!r} has unsupported type {arg.type}")
+    shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in arg.shape)
+    return InputSpec(arg.name, shape, dtype)
+
+
+def _resolve_device(device: Any) -> torch.device:
+    if device is None:
+        import onnxruntime as ort
+
+        cuda = torch.cuda.is_available() and "CUDAExecutionProvider" in (
+            ort.get_available_providers()
+        )
+        return torch.device("cuda" if cuda else "cpu")
+    if hasattr(device, "torch_device"):
+        device = device.torch_device()
+    try:
+        return torch.device(device)
+    except (TypeError, RuntimeError) as exc:
+        raise DataError(
+            f"device {device!r} is not a device: use 'cpu', 'cuda' or 'cuda:0'"
+        ) from exc
+
+
+def _providers_for(device: torch.device, tf32: bool) -> list[Any]:
+    if device.type == "cuda":
+        options = {"device_id": device.index or 0, "use_tf32": int(tf32)}
+        return [("CUDAExecutionProvider", options), "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def _session_options(intra_op_threads: int | None) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    if intra_op_threads is not None:
+        options.intra_op_num_threads = int(intra_op_threads)
+    return options
+
+
+def _name_scope(node: Any) -> list[str] | None:
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            try:
+                scopes = ast.literal_eval(prop.value)
+            except (ValueError, SyntaxError):
+                return None
+            return [str(s) for s in scopes] if isinstance(scopes, list) else None
+    return None
+
+
+def activation_map(model: Any) -> dict[str, str]:
+    """``{PyTorch module name: ONNX value name}`` of each module's output, in graph order.
+
+    A module's output is the first output of the last node (in topological order) the
+    exporter attributed to it or to its children that yields a floating-point tensor.
+    Modules the exporter fused away (a BatchNorm folded into a Conv) have no entry.
+    """
+    import onnx
+
+    types: dict[str, int] = {}
+    graph = model.graph
+    for info in (*graph.value_info, *graph.output, *graph.input):
+        types[info.name] = info.type.tensor_type.elem_type
+    if not graph.value_info:
+        inferred = onnx.shape_inference.infer_shapes(model)
+        for info in inferred.graph.value_info:
+            types[info.name] = info.type.tensor_type.elem_type
+    last: dict[str, str] = {}
+    for node in graph.node:
+        scopes = _name_scope(node)
+        if not scopes or not node.output or types.get(node.output[0]) not in _FLOAT_ELEM_TYPES:
+            continue
+        for module in scopes[1:-1]:
+            if module:
+                last[module] = node.output[0]
+    return last
+
+
+class _OrtVjp(torch.autograd.Function):
+    """Forward on the forward session, backward on the VJP session."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, owner: OnnxModule) -> torch.Tensor:
+        ctx.owner = owner
+        ctx.save_for_backward(x)
+        return owner._run([x])[0]
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (x,) = ctx.saved_tensors
+        owner: OnnxModule = ctx.owner
+        return owner.vjp(x, grad_output), None
+
+
+class OnnxModule(nn.Module):
+    """An ONNX model run by ONNX Runtime, usable wherever a ``torch.nn.Module`` is.
+
+    Args:
+        source: path of a ``.onnx`` file, or its bytes. Validated before use (checker,
+            opset range, size limit, external-data paths); bad files raise ExportError.
+        providers: ONNX Runtime execution providers; default from ``device``.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, a ``torch.device`` or a neuroplex Device
+            (default: CUDA when a GPU and the CUDA provider are present, else CPU).
+        gradient_graph: ``"auto"`` (the file named in the metadata, beside ``source``), a path
+            or bytes of a VJP graph, or ``None`` for forward only.
+        intra_op_threads: ONNX Runtime intra-op threads (default: ORT's, the physical cores).
+        tf32: allow TF32 on the CUDA provider (off by default, for parity with PyTorch).
+        max_bytes: refuse larger files.
+
+    Shapes: inputs as in :attr:`input_specs` (``N`` = any batch); outputs as exported.
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike[str] | bytes,
+        providers: Sequence[Any] | None = None,
+        device: Any = None,
+        *,
+        gradient_graph: str | os.PathLike[str] | bytes | None = "auto",
+        intra_op_threads: int | None = None,
+        tf32: bool = False,
+        max_bytes: int = MAX_ONNX_BYTES,
+    ) -> None:
+        super().__init__()
+        import onnxruntime as ort
+
+        self._source = None if isinstance(source, bytes | bytearray) else Path(source)
+        self._proto = load_checked_model(source, max_bytes=max_bytes)
+        self.metadata: dict[str, Any] = decode_metadata(
+            {p.key: p.value for p in self._proto.metadata_props}
+        )
+        requested = _resolve_device(device)
+        self._providers = (
+            list(providers) if providers is not None else _providers_for(requested, tf32)
+        )
+        self._options = _session_options(intra_op_threads)
+        self._max_bytes = max_bytes
+        try:
+            self.session = ort.InferenceSession(
+                self._proto.SerializeToString(), self._options, providers=self._providers
+            )
+        except Exception as exc:  # ORT raises its own exception types for bad graphs
+            raise ExportError(f"ONNX Runtime cannot load {self._what()}: {exc}") from None
+        active = self.session.get_providers()
+        if requested.type == "cuda" and "CUDAExecutionProvider" not in active:
+            warnings.warn(
+                f"the CUDA provider did not load for {self._what()}; ONNX Runtime runs on "
+                f"{active} instead (check onnxruntime-gpu and the CUDA/cuDNN libraries)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        self.device = (
+            requested
+            if "CUDAExecutionProvider" in active and requested.type == "cuda"
+            else torch.device("cpu")
+        )
+        self.input_specs = tuple(_spec(arg) for arg in self.session.get_inputs())
+        self.output_names = tuple(out.name for out in self.session.get_outputs())
+        self._vjp_session: Any = None
+        self._vjp_batch: int | None = None
+        self.tier, self.tier_reason = self._load_gradient_graph(gradient_graph)
+        self._activation_session: Any = None
+        self._activation_map: dict[str, str] | None = None
+
+    # -- properties --------------------------------------------------------------------------
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers ONNX Runtime actually uses (never the requested ones)."""
+        return list(self.session.get_providers())
+
+    @property
+    def input_range(self) -> tuple[float, float] | None:
+        value: tuple[float, float] | None = self.metadata.get("input_range")
+        return value
+
+    def extra_repr(self) -> str:
+        inputs = "; ".join(spec.describe() for spec in self.input_specs)
+        return f"{self._what()}, inputs=[{inputs}], providers={self.providers}, tier={self.tier}"
+
+    def _what(self) -> str:
+        return repr(str(self._source)) if self._source is not None else "<bytes>"
+
+    # -- gradient graph ----------------------------------------------------------------------
+    def _load_gradient_graph(
+        self, gradient_graph: str | os.PathLike[str] | bytes | None
+    ) -> tuple[str, str]:
+        import onnxruntime as ort
+
+        if gradient_graph is None:
+            return "forward_only", "gradient graph disabled (gradient_graph=None)"
+        if isinstance(gradient_graph, str) and gradient_graph == "auto":
+            name = self.metadata.get("gradient_graph")
+            if not name:
+                reason = self.metadata.get("tier_reason") or "the file has no gradient graph"
+                return "forward_only", str(reason)
+            if self._source is None:
+                return "forward_only", "loaded from bytes: pass gradient_graph= explicitly"
+            path = self._source.parent / str(name)
+            if not path.is_file():
+                return "forward_only", f"gradient graph {str(path)!r} is missing"
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if digest != self.metadata.get("gradient_sha256"):
+                return "forward_only", f"gradient graph {str(path)!r} does not match this model"
+            gradient_graph = path
+        proto = load_checked_model(gradient_graph, max_bytes=self._max_bytes)
+        try:
+            self._vjp_session = ort.InferenceSession(
+                proto.SerializeToString(), self._options, providers=self._providers
+            )
+        except Exception as exc:  # ORT raises its own exception types
+            return "forward_only", f"ONNX Runtime cannot load the gradient graph: {exc}"
+        names = [i.name for i in self._vjp_session.get_inputs()]
+        if len(names) != 2 or len(self.input_specs) != 1:
+            self._vjp_session = None
+            return (
+                "forward_only",
+                f"gradient graph has inputs {names}, expected (input, grad_output)",
+            )
+        batch = self._vjp_session.get_inputs()[0].shape[0]
+        self._vjp_batch = batch if isinstance(batch, int) else None
+        how = f"fixed batch {batch}, padded" if self._vjp_batch else "dynamic batch"
+        return "gradients", f"exported VJP graph ({how})"
+
+    # -- running -----------------------------------------------------------------------------
+    def _check_inputs(self, inputs: Sequence[Any]) -> None:
+        expected = ", ".join(spec.describe() for spec in self.input_specs)
+        if len(inputs) != len(self.input_specs):
+            raise DataError(
+                f"the ONNX model takes {len(self.input_specs)} input(s) [{expected}], "
+                f"got {len(inputs)}"
+            )
+        for tensor, spec in zip(inputs, self.input_specs, strict=True):
+            if not isinstance(tensor, torch.Tensor):
+                raise DataError(
+                    f"input {spec.name!r} must be a torch.Tensor [{spec.describe()}], "
+                    f"got {type(tensor).__name__}"
+                )
+            if tensor.dtype != spec.dtype:
+                raise DataError(
+                    f"input {spec.name!r} has dtype {tensor.dtype}, expected {spec.dtype} "
+                    f"[{spec.describe()}]: convert it with .to({spec.dtype})"
+                )
+            shape = tuple(tensor.shape)
+            if len(shape) != len(spec.shape) or any(
+                want is not None and want != got
+                for want, got in zip(spec.shape, shape, strict=True)
+            ):
+                raise DataError(
+                    f"input {spec.name!r} has shape {shape}, expected [{spec.describe()}] "
+                    "(N = any batch size)"
+                )
+
+    def _run(self, inputs: Sequence[torch.Tensor], session: Any = None) -> list[torch.Tensor]:
+        session = session if session is not None else self.session
+        if self.device.type == "cuda":
+            return self._run_cuda(inputs, session)
+        names = [i.name for i in session.get_inputs()]
+        feed = {
+            name: t.detach().cpu().contiguous().numpy()
+            for name, t in zip(names, inputs, strict=True)
+        }
+        outputs = session.run(None, feed)
+        target = inputs[0].device if inputs else self.device
+        result = [torch.from_numpy(np.asarray(o)) for o in outputs]
+        return result if target.type == "cpu" else [o.to(target) for o in result]
+
+    def _run_cuda(self, inputs: Sequence[torch.Tensor], session: Any) -> list[torch.Tensor]:
+        # IO binding: inputs and outputs stay in device memory (no host round trip)
+        binding = session.io_binding()
+        index = self.device.index or 0
+        keep = []
+        for arg, tensor in zip(session.get_inputs(), inputs, strict=True):
+            t = tensor.detach().to(self.device).contiguous()
+            keep.append(t)
+            binding.bind_input(
+                arg.name,
+                "cuda",
+                index,
+                _numpy_dtype(t.dtype),
+                list(t.shape),
+                t.data_ptr(),
+            )
+        for out in session.get_outputs():
+            binding.bind_output(out.name, "cuda", index)
+        session.run_with_iobinding(binding)
+        return [torch.utils.dlpack.from_dlpack(value) for value in binding.get_outputs()]
+
+    def forward(self, *inputs: torch.Tensor) -> Any:
+        """Run the model; one output gives a tensor, several a tuple.
+
+        Differentiable with respect to the (single) input when :attr:`tier` is
+        ``"gradients"``; on ``"forward_only"`` a backward pass raises a clear error.
+        """
+        self._check_inputs(inputs)
+        if len(inputs) == 1 and torch.is_grad_enabled() and inputs[0].requires_grad:
+            if self.tier != "gradients":
+                raise ExportError(
+                    f"{self._what()} is forward-only ({self.tier_reason}): gradients of its "
+                    "outputs are unavailable; re-export with neuroplex.onnx.export_onnx "
+                    "(gradients=True) or use a perturbation method"
+                )
+            out: torch.Tensor = _OrtVjp.apply(inputs[0], self)  # type: ignore[no-untyped-call]
+            return out
+        outputs = self._run(inputs)
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    def vjp(self, x: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
+        """``(d output / d x)^T · grad_output`` on the VJP session; shape of ``x``."""
+        if self._vjp_session is None:
+            raise ExportError(f"{self._what()} has no gradient graph: {self.tier_reason}")
+        x = x.detach()
+        grad_output = grad_output.detach().to(x.dtype)
+        if self._vjp_batch is None:
+            return self._run([x, grad_output], self._vjp_session)[0]
+        batch, chunks = self._vjp_batch, []
+        for start in range(0, x.shape[0], batch):
+            xs, gs = x[start : start + batch], grad_output[start : start + batch]
+            n = xs.shape[0]
+            if n < batch:  # pad with zero rows; their zero grad_output contributes nothing
+                xs = torch.cat([xs, xs.new_zeros((batch - n, *xs.shape[1:]))])
+                gs = torch.cat([gs, gs.new_zeros((batch - n, *gs.shape[1:]))])
+            chunks.append(self._run([xs, gs], self._vjp_session)[0][:n])
+        return torch.cat(chunks)
+
+    def run_numpy(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        """NumPy in, NumPy out (all outputs), with the same input checks as ``forward``."""
+        tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
+        self._check_inputs(tensors)
+        return [o.cpu().numpy() for o in self._run(tensors)]
+
+    # -- activations -------------------------------------------------------------------------
+    def activation_names(self) -> list[str]:
+        """PyTorch module names whose outputs :meth:`activations` can return, in graph order."""
+        if self._activation_map is None:
+            self._activation_map = activation_map(self._proto)
+        return list(self._activation_map)
+
+    def activations(
+        self, *inputs: torch.Tensor, names: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Outputs of PyTorch modules (``{module name: tensor (N, ...)}``) for a batch.
+
+        Args:
+            inputs: as for ``forward``.
+            names: only these module names (default: all of :meth:`activation_names`).
+        """
+        import onnx
+        import onnxruntime as ort
+
+        available = self.activation_names()
+        wanted = list(names) if names is not None else available
+        unknown = [n for n in wanted if n not in available]
+        if unknown:
+            raise DataError(
+                f"unknown module name(s) {unknown}; this ONNX model exposes: "
+                f"{', '.join(available) or 'none'}"
+            )
+        self._check_inputs(inputs)
+        assert self._activation_map is not None
+        if self._activation_session is None:
+            proto = onnx.ModelProto()
+            proto.CopyFrom(self._proto)
+            existing = {o.name for o in proto.graph.output}
+            for value in dict.fromkeys(self._activation_map.values()):
+                if value not in existing:
+                    proto.graph.output.append(onnx.ValueInfoProto(name=value))
+            self._activation_session = ort.InferenceSession(
+                proto.SerializeToString(), self._options, providers=self._providers
+            )
+        outputs = self._run(list(inputs), self._activation_session)
+        by_value = {
+            o.name: t for o, t in zip(self._activation_session.get_outputs(), outputs, strict=True)
+        }
+        return {n: by_value[self._activation_map[n]] for n in wanted}
+
+
+def _numpy_dtype(dtype: torch.dtype) -> Any:
+    return torch.empty((), dtype=dtype).numpy().dtype
+
+
+def load_onnx(path: str | os.PathLike[str] | bytes, **options: Any) -> OnnxModule:
+    """Open an exported model (with its gradient graph when present) as an :class:`OnnxModule`."""
+    return OnnxModule(path, **options)
+
+
+def predict(path: str | os.PathLike[str] | OnnxModule, array: Any, **options: Any) -> np.ndarray:
+    """Run an ONNX model on a NumPy array and return the first output as a NumPy array.
+
+    Floating-point arrays are cast to the model's floating input dtype (float64 -> float32);
+    other dtype mismatches are errors.
+    """
+    module = path if isinstance(path, OnnxModule) else OnnxModule(path, **options)
+    arr = np.asarray(array)
+    want = module.input_specs[0].dtype
+    if want.is_floating_point and np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(_numpy_dtype(want), copy=False)
+    return module.run_numpy(arr)[0]
