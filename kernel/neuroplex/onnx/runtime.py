@@ -355,7 +355,10 @@ class OnnxModule(nn.Module):
         for out in session.get_outputs():
             binding.bind_output(out.name, "cuda", index)
         session.run_with_iobinding(binding)
-        return [torch.utils.dlpack.from_dlpack(value) for value in binding.get_outputs()]
+        outputs = [torch.utils.dlpack.from_dlpack(value) for value in binding.get_outputs()]
+        target = inputs[0].device if inputs else self.device
+        # outputs follow the inputs: CPU tensors in, CPU tensors out
+        return outputs if target.type == "cuda" else [o.to(target) for o in outputs]
 
     def forward(self, *inputs: torch.Tensor) -> Any:
         """Run the model; one output gives a tensor, several a tuple.
