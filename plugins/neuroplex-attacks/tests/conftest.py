@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -55,3 +57,24 @@ def digits_cnn(digits: tuple[torch.Tensor, ...]) -> torch.nn.Module:
         )
         _train(model, x.view(-1, 1, 8, 8), y, epochs=5)
     return model
+
+
+ONNX_MISSING = (
+    "needs the kernel's ONNX bridge neuroplex.onnx (export_onnx, load_onnx, OnnxModule), "
+    "which cannot be imported"
+)
+
+
+def _export(model: torch.nn.Module, example: torch.Tensor, path: Path) -> Path:
+    onnx = pytest.importorskip("neuroplex.onnx", reason=ONNX_MISSING)
+    onnx.export_onnx(model, example, path, metadata={"input_range": (0.0, 1.0)}, progress=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def digits_onnx(
+    tmp_path_factory: pytest.TempPathFactory, digits: tuple[torch.Tensor, ...], digits_mlp
+) -> Path:
+    """``digits_mlp`` exported with its gradient (VJP) graph; input_range (0, 1) in metadata."""
+    path = tmp_path_factory.mktemp("onnx") / "digits_mlp.onnx"
+    return _export(digits_mlp, digits[2][:4], path)

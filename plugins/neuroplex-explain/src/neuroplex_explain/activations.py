@@ -8,6 +8,7 @@ have no module and are not captured. ONNX models report the intermediate values 
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -122,11 +123,40 @@ def _check_known(layers: Sequence[str], known: Sequence[str]) -> None:
 
 
 def activation_layer_names(resolved: ResolvedModel) -> list[str] | None:
-    """Names of the activation-function modules of a PyTorch model (``None`` if none/ONNX)."""
+    """Names of the activation-function modules (``ReLU``, ``GELU``, ...), ``None`` if none
+    are known. ONNX models exported by neuroplex carry each node's module class
+    (``pkg.torch.onnx.class_hierarchy``), which identifies them there too."""
     if resolved.backend != "torch":
-        return None
+        return _onnx_activation_layers(resolved.module)
     names = [n for n, m in _leaf_modules(resolved.module) if isinstance(m, _ACTIVATION_MODULES)]
     return names or None
+
+
+def _node_prop(node: Any, key: str) -> list[str]:
+    for prop in node.metadata_props:
+        if prop.key == key:
+            try:
+                value = ast.literal_eval(prop.value)
+            except (ValueError, SyntaxError):
+                return []
+            return [str(v) for v in value] if isinstance(value, list) else []
+    return []
+
+
+def _onnx_activation_layers(module: torch.nn.Module) -> list[str] | None:
+    proto = getattr(module, "_proto", None)  # OnnxModule's validated ModelProto
+    names = getattr(module, "activation_names", None)
+    if proto is None or names is None:
+        return None
+    exposed = set(names())
+    found: dict[str, None] = {}
+    for node in proto.graph.node:
+        scopes = _node_prop(node, "pkg.torch.onnx.name_scopes")
+        classes = _node_prop(node, "pkg.torch.onnx.class_hierarchy")
+        for scope, cls in zip(scopes[1:-1], classes[1:-1], strict=False):
+            if cls.startswith("torch.nn.modules.activation.") and scope in exposed:
+                found[scope] = None
+    return list(found) or None
 
 
 def _units(t: torch.Tensor, unit_dim: int) -> torch.Tensor:
