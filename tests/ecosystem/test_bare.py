@@ -87,6 +87,7 @@ def test_analyze_names_the_missing_analyzer_plugin(tmp_path) -> None:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 10  # what ONNX Runtime 1.2x loads (onnx's default may be newer)
     path = tmp_path / "identity.onnx"
     onnx.save(model, str(path))
     result = run_cli("analyze", str(path), "--analyzer", "fgsm", "--data", "digits")
