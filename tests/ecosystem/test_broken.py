@@ -196,3 +196,35 @@ def test_help_works_whatever_is_broken() -> None:
     result = run_cli("--help", env=clean_env(NEUROPLEX_STRICT_PLUGINS="1"))
     assert result.code == 0
     assert "plugins" in result.out
+
+
+def _spec_file(tmp_path, prefer: bool) -> str:
+    plugins = '[plugins]\ndisable = ["broken_import", "wrong_signature", "unknown_hook"]\n'
+    if prefer:
+        plugins += 'prefer = { "optimizer:signsgd" = "neuroplex-example-plugin" }\n'
+    path = tmp_path / "spec.toml"
+    path.write_text(
+        'name = "prefer"\n[data]\nname = "digits"\n[model]\nname = "cnn"\n'
+        '[training]\noptimizer = "signsgd"\n[[feedback.sinks]]\nname = "csv_events"\n' + plugins,
+        encoding="utf-8",
+    )
+    return str(path)
+
+
+def test_run_spec_without_preference_stops_at_the_duplicate(tmp_path) -> None:
+    result = run_cli("run", _spec_file(tmp_path, prefer=False), env=lenient())
+    assert result.code == 2, result.out + result.err
+    assert len(result.err_lines) == 1, result.err  # the spec's deny list silenced the broken
+    assert "optimizer 'signsgd' is registered by both" in result.err_lines[0]
+
+
+def test_run_spec_plugins_table_resolves_the_duplicate(tmp_path) -> None:
+    """With ``[plugins] prefer`` the spec gets past the duplicate, even in strict mode; what
+    stops it then is the plugins this environment lacks, named with the pip command."""
+    env = clean_env(NEUROPLEX_STRICT_PLUGINS="1")
+    result = run_cli("run", _spec_file(tmp_path, prefer=True), env=env)
+    assert result.code == 2, result.out + result.err
+    assert len(result.err_lines) == 1, result.err
+    line = result.err_lines[0]
+    assert "signsgd" not in line and "neuroplex-optim" not in line, line
+    assert "pip install" in line and "neuroplex-datasets" in line, line
