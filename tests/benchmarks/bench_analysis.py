@@ -30,14 +30,28 @@ from typing import Any
 import torch
 
 
-def _median_seconds(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _seconds(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _paired(
+    ours: Callable[[], Any], ref: Callable[[], Any], repeats: int
+) -> tuple[float, float, float]:
+    """Median seconds of ``ours`` and ``ref`` and the median of per-pair ratios ref/ours.
+
+    Runs alternate (ours, ref, ours, ref, ...) after one warm-up each, so both see the same
+    machine load; the per-pair ratio is robust to load that drifts during the benchmark.
+    """
+    ours()
+    ref()
+    pairs = [(_seconds(ours), _seconds(ref)) for _ in range(repeats)]
+    return (
+        statistics.median(p[0] for p in pairs),
+        statistics.median(p[1] for p in pairs),
+        statistics.median(p[1] / p[0] for p in pairs),
+    )
 
 
 def _models() -> dict[str, tuple[torch.nn.Module, torch.Tensor, torch.Tensor]]:
@@ -60,7 +74,9 @@ def _models() -> dict[str, tuple[torch.nn.Module, torch.Tensor, torch.Tensor]]:
     }
 
 
-def bench_pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int) -> tuple:
+def bench_pgd(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int
+) -> tuple[float, float, float]:
     import torchattacks
     from neuroplex_attacks import AdversarialTester
 
@@ -73,10 +89,12 @@ def bench_pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, repeats:
 
     differing = int(((ours() - ref(x, y)).abs().amax(dim=tuple(range(1, x.ndim))) > 1e-6).sum())
     assert differing <= 1, f"PGD disagrees with torchattacks on {differing} samples"
-    return _median_seconds(ours, repeats), _median_seconds(lambda: ref(x, y), repeats)
+    return _paired(ours, lambda: ref(x, y), repeats)
 
 
-def bench_ig(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int) -> tuple:
+def bench_ig(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int
+) -> tuple[float, float, float]:
     from captum.attr import IntegratedGradients
     from neuroplex_explain import ModelExplainability
 
@@ -91,12 +109,15 @@ def bench_ig(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: 
         return attr
 
     assert torch.allclose(ours(), ref(), atol=1e-5), "IG disagrees with Captum"
-    return _median_seconds(ours, repeats), _median_seconds(ref, repeats)
+    return _paired(ours, ref, repeats)
+
+
+Row = tuple[str, str, int, float, float, float]
 
 
 def _onnx_rows(
     name: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int
-) -> list[tuple[str, str, int, float, float]]:
+) -> list[Row]:
     """ONNX Runtime (exported gradient graph) rows vs the PyTorch reference libraries."""
     import tempfile
     from pathlib import Path
@@ -105,23 +126,23 @@ def _onnx_rows(
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
-        nx_onnx.export_onnx(model, x[:2], path)
+        nx_onnx.export_onnx(model, x[:2], path, progress=False)
         onnx_model = nx_onnx.load_onnx(path)
         if getattr(onnx_model, "tier", None) != "gradients":
             print(f"[{name}] ONNX model is forward-only: skipping ONNX gradient rows")
             return []
-        ours_pgd, ref_pgd = bench_pgd_on(onnx_model, model, x, y, repeats)
-        ours_ig, ref_ig = bench_ig_on(onnx_model, model, x, y, repeats)
+        pgd = bench_pgd_on(onnx_model, model, x, y, repeats)
+        ig = bench_ig_on(onnx_model, model, x, y, repeats)
     n = len(x)
     return [
-        ("PGD-10 (ORT)", name, n, ours_pgd, ref_pgd),
-        ("IG-50 (ORT)", name, n, ours_ig, ref_ig),
+        ("PGD-10 on ORT vs torchattacks on PyTorch", name, n, *pgd),
+        ("IG-50 on ORT vs Captum on PyTorch", name, n, *ig),
     ]
 
 
 def bench_pgd_on(
     onnx_model: Any, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     import torchattacks
     from neuroplex_attacks import AdversarialTester
 
@@ -132,12 +153,12 @@ def bench_pgd_on(
     def ours() -> torch.Tensor:
         return tester.attack(x, y, "pgd", eps, steps=10, alpha=eps / 4, random_start=False)
 
-    return _median_seconds(ours, repeats), _median_seconds(lambda: ref(x, y), repeats)
+    return _paired(ours, lambda: ref(x, y), repeats)
 
 
 def bench_ig_on(
     onnx_model: Any, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     from captum.attr import IntegratedGradients
     from neuroplex_explain import ModelExplainability
 
@@ -150,7 +171,7 @@ def bench_ig_on(
     def ref() -> Any:
         return ig.attribute(x, target=y, n_steps=50, return_convergence_delta=True)
 
-    return _median_seconds(ours, repeats), _median_seconds(ref, repeats)
+    return _paired(ours, ref, repeats)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,12 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows: list[tuple[str, str, int, float, float]] = []
+    rows: list[Row] = []
     for name, (model, x, y) in _models().items():
-        ours, ref = bench_pgd(model, x, y, args.repeats)
-        rows.append(("PGD-10 vs torchattacks", name, len(x), ours, ref))
-        ours, ref = bench_ig(model, x, y, args.repeats)
-        rows.append(("IG-50 vs Captum", name, len(x), ours, ref))
+        rows.append(("PGD-10 vs torchattacks", name, len(x), *bench_pgd(model, x, y, args.repeats)))
+        rows.append(("IG-50 vs Captum", name, len(x), *bench_ig(model, x, y, args.repeats)))
         if not args.no_onnx:
             try:
                 rows.extend(_onnx_rows(name, model, x, y, args.repeats))
@@ -179,12 +198,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[{name}] ONNX rows skipped: {exc}", file=sys.stderr)
     print(
         f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"median of {args.repeats} runs\n"
+        f"median of {args.repeats} interleaved runs; ratio = median over pairs of "
+        "reference time / our time (> 1: we are faster)\n"
     )
     print("| analysis | model | n | ours (samples/s) | reference (samples/s) | ratio |")
     print("|---|---|---:|---:|---:|---:|")
-    for what, name, n, ours, ref in rows:
-        print(f"| {what} | {name} | {n} | {n / ours:,.0f} | {n / ref:,.0f} | {ref / ours:.2f}x |")
+    for what, name, n, ours, ref, ratio in rows:
+        print(f"| {what} | {name} | {n} | {n / ours:,.0f} | {n / ref:,.0f} | {ratio:.2f}x |")
     return 0
 
 
