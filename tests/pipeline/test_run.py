@@ -1,0 +1,115 @@
+"""`neuroplex run` end to end on a tiny plugin set registered in-process."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from neuroplex import ConfigError
+from neuroplex.cli import main
+from neuroplex.pipeline import run
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "plugins"
+
+
+@pytest.fixture
+def tiny(register_plugin, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.syspath_prepend(str(FIXTURES))
+    import npfix_tiny
+
+    register_plugin(npfix_tiny, name="tiny", distribution="tiny-dist", version="0.0.1")
+    return npfix_tiny
+
+
+def spec(tmp_path: Path, **changes: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "name": "tiny",
+        "data": {"name": "tiny_blobs"},
+        "model": {"name": "tiny_linear", "hyperparameters": {"hidden": 8}},
+        "training": {
+            "epochs": 4, "batch_size": 16, "learning_rate": 0.5, "optimizer": "tiny_sgd",
+            "device": "tiny_cpu", "seed": 3, "deterministic": True, "progress": False,
+        },
+        "analysis": {"analyzers": [{"name": "mean_logit", "n_samples": 16}]},
+        "feedback": {"sinks": [{"name": "file", "options": {"path": str(tmp_path / "ev.jsonl")}}]},
+    }
+    base.update(changes)
+    return base
+
+
+def test_run_end_to_end(tiny, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = run(spec(tmp_path), output=out)
+    assert result.status == "completed"
+    assert result.test_metrics["accuracy"] >= 0.9
+    for name in ("spec.json", "manifest.json", "model.onnx", "results.json", "report.html"):
+        assert (out / name).is_file(), name
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "completed"
+    assert {"data", "build", "train", "evaluate", "export", "analyze", "report"} <= set(
+        manifest["stage_seconds"]
+    )
+    assert manifest["versions"]["tiny-dist"] == "0.0.1"
+    (sink,) = manifest["sinks"].values()
+    assert sink["lost"] == 0 and sink["pending"] == 0
+    kinds = [json.loads(line)["kind"] for line in (tmp_path / "ev.jsonl").read_text().splitlines()]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
+    assert kinds.count("epoch") == 4
+    assert {"metrics", "analysis", "artifact"} <= set(kinds)
+    assert sink["delivered"] == len(kinds)
+    assert result.analyses["mean_logit"]["n"] == 16
+
+
+def test_unfinished_run_dir_needs_resume(tiny, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "manifest.json").write_text(json.dumps({"run_id": "x", "status": "interrupted"}))
+    with pytest.raises(ConfigError, match="continue it with --resume"):
+        run(spec(tmp_path), output=out)
+    with pytest.raises(ConfigError, match="holds no run to resume"):
+        run(spec(tmp_path), output=tmp_path / "empty", resume=True)
+
+
+def test_missing_plugins_are_named_with_the_pip_command(neuroplex_manager, tmp_path) -> None:
+    bad = spec(tmp_path, data={"name": "digits"}, model={"name": "cnn"})
+    bad["training"] = {"optimizer": "adam"}
+    bad["analysis"] = {"analyzers": [{"name": "fgsm"}]}
+    bad["feedback"] = {}
+    with pytest.raises(ConfigError) as err:
+        run(bad, output=tmp_path / "r")
+    assert str(err.value) == (
+        "this spec needs plugin distributions that are not installed: neuroplex-datasets, "
+        "neuroplex-models, neuroplex-optim, neuroplex-devices, neuroplex-sinks, "
+        "neuroplex-attacks; install them with: pip install neuroplex-datasets "
+        "neuroplex-models neuroplex-optim neuroplex-devices neuroplex-sinks neuroplex-attacks"
+    )
+
+
+def test_unknown_component_names_the_spec_path(tiny, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        run(spec(tmp_path, model={"name": "tiny_linaer"}), output=tmp_path / "r")
+    assert str(err.value).startswith(
+        "model.name: unknown model 'tiny_linaer'; did you mean 'tiny_linear'?"
+    )
+
+
+def test_cli_bad_spec_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[data]\nname = "digits"\n[model]\nname = "cnn"\n[training]\nepoch = 3\n')
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("neuroplex: error: training.epoch: unknown key; valid keys:")
+    assert "did you mean 'epochs'?" in err[-1]
+    assert not any("Traceback" in line for line in err)
+
+
+def test_cli_run_prints_summary(tiny, tmp_path: Path, capsys) -> None:
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(spec(tmp_path)))
+    assert main(["run", str(path), "--output", str(tmp_path / "r"), "--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "completed; test" in out and "report:" in out
+    assert sys.modules.get("torch") is not None
