@@ -348,6 +348,9 @@ def test_registry_builds_attack_analyzers(digits, digits_mlp):
     assert noise.analyze(x, y).noise_levels == (0.1,)
     with pytest.raises(ConfigError, match="options"):
         neuroplex.create_analyzer("fgsm", digits_mlp, steps=3)
+    crafter = neuroplex.create_analyzer("fgsm", digits_mlp, epsilon=EPS, input_range=(0.0, 1.0))
+    x_adv = crafter.adversarial_examples(x, y)
+    assert torch.equal(x_adv, AdversarialTester(digits_mlp).attack(x, y, "fgsm", EPS))
 
 
 def test_entry_module_does_not_import_torch():

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
+
 from neuroplex_attacks.results import NoiseRobustnessResult, RobustnessCurve, RobustnessResult
 from neuroplex_attacks.tester import AdversarialTester, _attack_name, _check_epsilon, _check_params
 
@@ -53,6 +55,10 @@ class AttackAnalyzer:
 
     def analyze(self, x: Any, y: Any = None) -> RobustnessResult:
         return self.tester.test_robustness(x, y, self.attack, self.epsilon, **self.params)
+
+    def adversarial_examples(self, x: Any, y: Any = None) -> torch.Tensor:
+        """The attacked inputs (shape of ``x``), e.g. for adversarial retraining."""
+        return self.tester.attack(x, y, self.attack, self.epsilon, **self.params)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(epsilon={self.epsilon}, backend={self.tester.backend!r})"
