@@ -310,3 +310,26 @@ def test_verify_on_cuda_states_looser_tolerances(cnn_export: Any) -> None:
     report = verify_onnx(result.path, model, device="cuda")
     assert report.atol == 1e-4 and report.rtol == 1e-3
     assert report.passed, report
+
+
+@pytest.mark.parametrize(
+    ("pool", "side"), [(nn.MaxPool2d(2), 8), (nn.MaxPool2d(3, stride=2, padding=1), 7)]
+)
+def test_max_pool_gradient_routes_ties_like_pytorch(
+    pool: nn.Module, side: int, tmp_path: Path
+) -> None:
+    from neuroplex.onnx import export_onnx
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 1), pool, nn.Flatten(), nn.LazyLinear(3))
+    model(torch.zeros(1, 1, side, side))  # materialize the lazy layer
+    result = export_onnx(model.eval(), torch.rand(2, 1, side, side), tmp_path / "pool.onnx")
+    runtime = load_onnx(result.path)
+    assert runtime.tier == "gradients", runtime.tier_reason
+    # rounded inputs: many equal values inside pooling windows (ties)
+    x = (torch.rand(4, 1, side, side) * 2).round()
+    go = torch.randn(4, 3)
+    xt = x.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(model(xt), xt, go)
+    got = runtime.vjp(x, go)
+    assert (got - expected).abs().max().item() <= 1e-6

@@ -119,12 +119,56 @@ def _avg_pool2d_backward(
     return grad
 
 
+def _max_pool2d_backward(
+    grad_output: torch.Tensor,
+    input: torch.Tensor,
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    ceil_mode: bool,
+    indices: torch.Tensor,
+) -> torch.Tensor:
+    """Input gradient of non-overlapping max pooling without the indices (ORT computes
+    MaxPool indices slowly and scatters them back): each window routes its gradient to its
+    first maximum, as PyTorch does. Other poolings use PyTorch's own decomposition."""
+    from torch._decomp import decomposition_table
+
+    kernel = _pair(kernel_size, kernel_size)
+    step = _pair(stride, kernel)
+    height, width = input.shape[-2], input.shape[-1]
+    simple = (
+        input.dim() == 4
+        and step == kernel
+        and not any(_pair(padding, [0]))
+        and _pair(dilation, [1]) == [1, 1]
+        and height % kernel[0] == 0
+        and width % kernel[1] == 0
+    )
+    if not simple:
+        general = decomposition_table[_aten.max_pool2d_with_indices_backward.default]
+        grad: torch.Tensor = general(
+            grad_output, input, kernel_size, stride, padding, dilation, ceil_mode, indices
+        )
+        return grad
+    n, c = input.shape[0], input.shape[1]
+    oh, ow, k0, k1 = height // kernel[0], width // kernel[1], kernel[0], kernel[1]
+    windows = input.reshape(n, c, oh, k0, ow, k1).permute(0, 1, 2, 4, 3, 5)
+    windows = windows.reshape(n, c, oh, ow, k0 * k1)
+    first = windows.argmax(dim=-1, keepdim=True)
+    positions = torch.arange(k0 * k1, device=input.device)
+    routed = (positions == first).to(grad_output.dtype) * grad_output.unsqueeze(-1)
+    routed = routed.reshape(n, c, oh, ow, k0, k1).permute(0, 1, 2, 4, 3, 5)
+    return routed.reshape(n, c, height, width)
+
+
 def _decompositions() -> dict[Any, Any]:
     from torch._decomp import core_aten_decompositions
 
     table = dict(core_aten_decompositions())
     table[_aten.convolution_backward.default] = _convolution_backward
     table[_aten.avg_pool2d_backward.default] = _avg_pool2d_backward
+    table[_aten.max_pool2d_with_indices_backward.default] = _max_pool2d_backward
     return table
 
 
