@@ -338,3 +338,18 @@ def test_token_inputs_keep_their_dtype():
     assert explainer.detect_bias(tokens).n_classes == 3
     stats = explainer.analyze_layer_activations(tokens, unit_dim=-1)
     assert len(stats["0"].unit_max) == 4
+
+
+@pytest.mark.gpu
+def test_cuda_model_takes_cpu_inputs(digits, digits_mlp):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    import copy
+
+    _, _, x, y = digits
+    model = copy.deepcopy(digits_mlp).cuda()
+    cpu = ModelExplainability(digits_mlp).attribute(x[:16], target=y[:16])
+    gpu = ModelExplainability(model).attribute(x[:16], target=y[:16])
+    assert gpu.attributions.device.type == "cuda"
+    assert torch.allclose(gpu.attributions.cpu(), cpu.attributions, atol=1e-4)
+    assert ModelExplainability(model).detect_bias(x, y).accuracy > 0.85

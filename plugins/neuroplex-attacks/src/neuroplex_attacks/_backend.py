@@ -56,6 +56,13 @@ class ResolvedModel:
     def has_gradients(self) -> bool:
         return self.tier in ("torch", "gradients")
 
+    @property
+    def device(self) -> torch.device:
+        """Where inputs go: the PyTorch model's device, or the OnnxModule's (CPU or CUDA)."""
+        if self.backend == "torch":
+            return resolve_device(None, self.module)
+        return torch.device(getattr(self.module, "device", "cpu"))
+
 
 def _onnx_module_type() -> Any:
     """``neuroplex.onnx.OnnxModule`` if the bridge is already imported (never imports it)."""

@@ -173,7 +173,9 @@ class AdversarialTester:
         if self._resolved.backend == "torch":
             self.device = resolve_device(device, self._resolved.module)
         else:
-            self.device = resolve_device(device if device is not None else "cpu", torch.nn.Module())
+            self.device = resolve_device(
+                device if device is not None else self._resolved.device, torch.nn.Module()
+            )
         if input_range is None:
             input_range = self._resolved.input_range or (0.0, 1.0)
         self.input_range = _check_range(input_range)

@@ -233,7 +233,7 @@ def activation_stats(
     resolved: ResolvedModel, x: Any, *, layers: Sequence[str] | None = None, unit_dim: int = 1
 ) -> ActivationStats:
     """Statistics of every layer's output for the batch ``x`` (see :class:`LayerStats`)."""
-    x = as_inputs(x, keep_dtype=True)
+    x = as_inputs(x, resolved.device, keep_dtype=True)
     acts = capture_activations(resolved, x, layers)
     out = []
     for name, t in acts.items():
@@ -335,7 +335,7 @@ def dead_neurons(
     By default the activation-function modules of a PyTorch model are examined (``ReLU``,
     ``GELU``, ...); models without such modules, and ONNX models, have every layer examined.
     """
-    x = as_inputs(x, keep_dtype=True)
+    x = as_inputs(x, resolved.device, keep_dtype=True)
     chosen = list(layers) if layers is not None else activation_layer_names(resolved)
     acts = capture_activations(resolved, x, chosen)
     per_layer = []

@@ -152,7 +152,7 @@ def saliency(
     Same definition as ``captum.attr.Saliency``.
     """
     require_gradients(resolved, "saliency")
-    x = as_inputs(x)
+    x = as_inputs(x, resolved.device)
     with eval_mode(resolved.module):
         t = _targets(resolved, x, target)
         grad = _score_gradients(resolved.module, x, t)
@@ -162,7 +162,7 @@ def saliency(
 def input_x_gradient(resolved: ResolvedModel, x: Any, target: Any = None) -> Attribution:
     """Input times the gradient of the target score (``captum.attr.InputXGradient``)."""
     require_gradients(resolved, "input_x_gradient")
-    x = as_inputs(x)
+    x = as_inputs(x, resolved.device)
     with eval_mode(resolved.module):
         t = _targets(resolved, x, target)
         grad = _score_gradients(resolved.module, x, t)
@@ -216,7 +216,7 @@ def integrated_gradients(
         )
     if not isinstance(n_steps, int) or n_steps < 1:
         raise ConfigError(f"n_steps must be a positive int, got {n_steps!r}", path="n_steps")
-    x = as_inputs(x)
+    x = as_inputs(x, resolved.device)
     b = _baseline(x, baseline)
     n = int(x.shape[0])
     alphas_np, weights_np = _quadrature(method, n_steps)
@@ -273,7 +273,7 @@ def occlusion(
     Forward passes only: works on any ONNX file."""
     from captum.attr import Occlusion
 
-    x = as_inputs(x)
+    x = as_inputs(x, resolved.device)
     window = tuple(sliding_window_shapes or (1,) * (x.ndim - 1))
     if len(window) != x.ndim - 1:
         raise ConfigError(
@@ -309,7 +309,7 @@ def feature_ablation(
     Forward passes only: works on any ONNX file."""
     from captum.attr import FeatureAblation
 
-    x = as_inputs(x)
+    x = as_inputs(x, resolved.device)
     mask = None
     if feature_mask is not None:
         mask = torch.as_tensor(feature_mask, device=x.device).long()

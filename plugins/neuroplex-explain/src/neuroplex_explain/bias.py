@@ -130,7 +130,7 @@ def bias_report(resolved: ResolvedModel, x: Any, y: Any = None, groups: Any = No
             and (with ``groups``) the equalized odds difference.
         groups: optional group id per sample, shape ``(N,)`` (ints or strings).
     """
-    x = as_inputs(x, keep_dtype=True)
+    x = as_inputs(x, resolved.device, keep_dtype=True)
     n = int(x.shape[0])
     with eval_mode(resolved.module), torch.no_grad():
         logits = check_logits(resolved.module(x)).detach().double().cpu()

@@ -58,7 +58,9 @@ class ModelExplainability:
         Returns ``{layer name: tensor (N, ...)}`` in execution order; see
         :func:`neuroplex_explain.activations.capture_activations`.
         """
-        return _act.capture_activations(self._resolved, as_inputs(x, keep_dtype=True), layers)
+        return _act.capture_activations(
+            self._resolved, as_inputs(x, self._resolved.device, keep_dtype=True), layers
+        )
 
     def analyze_layer_activations(
         self, x: Any, layers: Sequence[str] | None = None, unit_dim: int = 1
