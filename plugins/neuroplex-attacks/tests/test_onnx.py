@@ -49,12 +49,12 @@ def test_pgd_on_onnx_file_matches_pytorch(digits, digits_mlp, digits_onnx):
     assert onnx_result.input_range == (0.0, 1.0)
 
 
-def test_input_range_comes_from_onnx_metadata(digits, onnx_module):
+def test_input_range_comes_from_onnx_metadata(digits, onnx_module, digits_onnx):
     from neuroplex.onnx import load_onnx
 
     _, _, x, y = digits
     assert AdversarialTester(onnx_module).input_range == (0.0, 1.0)
-    shifted = load_onnx(onnx_module._source)
+    shifted = load_onnx(digits_onnx)
     shifted.metadata["input_range"] = (-1.0, 2.0)  # as if exported with that range
     tester = AdversarialTester(shifted)
     assert tester.input_range == (-1.0, 2.0)
