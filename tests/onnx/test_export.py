@@ -260,3 +260,45 @@ def test_bad_export_arguments(tmp_path: Any) -> None:
     with pytest.raises(ExportError, match="tensor or a tuple of tensors"):
         export_onnx(model, [[1.0, 2.0]], tmp_path / "m.onnx")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_attention_rewrite_is_equivalent_and_restored() -> None:
+    from neuroplex.onnx._rewrites import export_rewrites
+
+    torch.manual_seed(0)
+    original = nn.MultiheadAttention.forward
+    attn = nn.MultiheadAttention(8, 2, batch_first=True).eval()
+    x = torch.randn(3, 5, 8)
+    mask = torch.zeros(3, 5, dtype=torch.bool)
+    mask[:, -1] = True
+    with torch.no_grad():
+        plain = attn(x, x, x, need_weights=False)[0]
+        masked = attn(x, x, x, key_padding_mask=mask, need_weights=False)[0]
+        weights = attn(x, x, x)[1]
+        with export_rewrites():
+            assert nn.MultiheadAttention.forward is not original
+            out, none = attn(x, x, x, need_weights=False)
+            torch.testing.assert_close(out, plain, atol=1e-6, rtol=1e-5)
+            assert none is None
+            # masks and attention weights take PyTorch's own path
+            torch.testing.assert_close(
+                attn(x, x, x, key_padding_mask=mask, need_weights=False)[0], masked
+            )
+            torch.testing.assert_close(attn(x, x, x)[1], weights)
+    assert nn.MultiheadAttention.forward is original
+
+
+class _MaskedAttention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        causal = torch.triu(torch.ones(5, 5, dtype=torch.bool), diagonal=1)
+        return self.attn(x, x, x, attn_mask=causal, need_weights=False)[0].mean(1)
+
+
+def test_masked_attention_exports_through_pytorch_path(tmp_path: Any) -> None:
+    torch.manual_seed(0)
+    result = export_onnx(_MaskedAttention(), torch.randn(3, 5, 8), tmp_path / "m.onnx")
+    assert result.graphs[0].report is not None and result.graphs[0].report.passed

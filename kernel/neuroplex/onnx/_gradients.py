@@ -216,7 +216,9 @@ def trace_vjp(module: nn.Module, x: torch.Tensor, *, symbolic: bool) -> torch.fx
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     # the math attention kernel decomposes into matmul/softmax, whose backward ONNX can express
-    with frozen_parameters(module), sdpa_kernel(SDPBackend.MATH):
+    from neuroplex.onnx._rewrites import export_rewrites
+
+    with frozen_parameters(module), sdpa_kernel(SDPBackend.MATH), export_rewrites():
         traced: torch.fx.GraphModule = make_fx(
             _vjp_function(module),
             decomposition_table=_decompositions(),

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from neuroplex.errors import ExportError
+from neuroplex.onnx._rewrites import export_rewrites
 from neuroplex.onnx.metadata import encode_metadata, package_versions
 from neuroplex.onnx.runtime import OnnxModule
 from neuroplex.onnx.verify import VerificationReport, verify_onnx
@@ -256,7 +257,8 @@ def _to_onnx(
     batch = torch.export.Dim("batch")
     shapes = tuple({0: batch} for _ in args) if dynamic else None
     try:
-        program = torch.export.export(module, args, dynamic_shapes=shapes, strict=False)
+        with export_rewrites():
+            program = torch.export.export(module, args, dynamic_shapes=shapes, strict=False)
     except Exception as exc:  # torch.export raises many types (UserError, GuardOnDataDependent)
         raise ExportError(
             f"graph {graph!r} ({type(module).__name__}) cannot be traced by torch.export: "
