@@ -1,0 +1,124 @@
+"""Conformance checks for feedback sinks: the canonical event stream, unknown fields, dedupe."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from neuroplex.errors import ConfigError
+from neuroplex.records import Event, FeedbackSinkRecord
+
+__all__ = ["CHECKS", "canonical_events"]
+
+
+def canonical_events(run_id: str = "conformance") -> list[Event]:
+    """One event of every kind the kernel sends, plus an unknown kind and unknown fields."""
+    return [
+        Event(run_id=run_id, kind="run_started", name="run", payload={"spec": {"a": 1}}),
+        Event(
+            run_id=run_id,
+            kind="epoch",
+            name="model",
+            step=1,
+            payload={
+                "epoch": 1,
+                "train_loss": 0.5,
+                "val_loss": 0.6,
+                "metrics": {"accuracy": 0.9},
+                "future_field": [1, 2],
+            },
+        ),
+        Event(
+            run_id=run_id,
+            kind="metrics",
+            name="deep_model",
+            payload={"accuracy": 0.97, "loss": 0.1},
+        ),
+        Event(
+            run_id=run_id,
+            kind="analysis",
+            name="fgsm",
+            payload={
+                "robust_accuracy": 0.4,
+                "is_vulnerable": True,
+                "backend": "onnx",
+                "tier": "gradients",
+                "nested": {"x": [1.0, 2.0]},
+            },
+        ),
+        Event(
+            run_id=run_id,
+            kind="decision",
+            name="adversarial:0",
+            payload={
+                "policy": "adversarial",
+                "action": "retrain",
+                "round": 0,
+                "reason": {"robust_accuracy": 0.4},
+            },
+        ),
+        Event(
+            run_id=run_id,
+            kind="artifact",
+            name="model.onnx",
+            payload={"path": "/nonexistent/model.onnx", "type": "onnx"},
+        ),
+        Event(run_id=run_id, kind="a_kind_from_the_future", name="x", payload={"k": "v"}),
+        Event(run_id=run_id, kind="run_finished", name="run", payload={"status": "completed"}),
+    ]
+
+
+@contextmanager
+def built(record: FeedbackSinkRecord) -> Iterator[Any]:
+    """The sink built from its example config (a temporary ``run_dir`` when it takes one).
+
+    A sink with the ``optional`` capability whose extra is not installed is skipped.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        config: dict[str, Any] = dict(record.example_config)
+        if "run_dir" in record.capabilities:
+            config.setdefault("run_dir", tmp)
+        try:
+            sink = record.load()(**config)
+        except ConfigError as exc:
+            if "optional" not in record.capabilities or "pip install" not in str(exc):
+                raise
+            import pytest
+
+            pytest.skip(f"optional sink {record.name!r} not usable here: {exc}")
+        try:
+            yield sink
+        finally:
+            sink.close()
+
+
+def check_accepts_canonical_stream(record: FeedbackSinkRecord) -> None:
+    with built(record) as sink:
+        for method in ("send", "flush", "close"):
+            assert callable(getattr(sink, method, None)), f"sink has no {method}()"
+        for event in canonical_events():
+            sink.send(event)
+        sink.flush()
+
+
+def check_resend_is_idempotent(record: FeedbackSinkRecord) -> None:
+    """Sinks with the ``idempotent`` capability store a re-sent event once."""
+    if "idempotent" not in record.capabilities:
+        return
+    with built(record) as sink:
+        rows = getattr(sink, "row_count", None)
+        assert callable(rows), "an idempotent sink exposes row_count() for this check"
+        for event in canonical_events():
+            sink.send(event)
+        first = rows()
+        for event in canonical_events():
+            sink.send(event)
+        assert rows() == first, f"re-sending the stream grew the store: {first} -> {rows()}"
+
+
+CHECKS: list[Callable[[FeedbackSinkRecord], None]] = [
+    check_accepts_canonical_stream,
+    check_resend_is_idempotent,
+]

@@ -1,0 +1,98 @@
+"""MLflow tracking (extra ``neuroplex-sinks[mlflow]``): one MLflow run per neuroplex run."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from neuroplex import Event
+from neuroplex.errors import ConfigError
+from neuroplex_sinks._flatten import numeric_leaves
+
+__all__ = ["MlflowSink"]
+
+
+def _flat_params(value: Any, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out.update(_flat_params(v, f"{prefix}.{k}" if prefix else str(k)))
+    else:
+        out[prefix] = json.dumps(value, default=str)[:500]
+    return out
+
+
+class MlflowSink:
+    """Params from the spec, metrics per step, the ONNX model (``artifact`` events) as files.
+
+    Args:
+        tracking_uri: any MLflow tracking URI (default: a file store ``<run_dir>/mlruns``).
+        experiment: experiment name (default ``neuroplex``).
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str | None = None,
+        experiment: str = "neuroplex",
+        run_dir: str | None = None,
+    ) -> None:
+        try:
+            from mlflow.tracking import MlflowClient
+        except ImportError:
+            raise ConfigError(
+                "the mlflow sink needs MLflow: pip install 'neuroplex-sinks[mlflow]'"
+            ) from None
+        if tracking_uri is None:
+            # MLflow 3 puts its file store in "maintenance mode" behind this switch; a local
+            # file store needs no database packages, so it stays our zero-setup default.
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        uri = tracking_uri or (Path(run_dir or ".") / "mlruns").resolve().as_uri()
+        self.client = MlflowClient(tracking_uri=uri)
+        self.tracking_uri = uri
+        found = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = (
+            found.experiment_id if found else self.client.create_experiment(experiment)
+        )
+        self._runs: dict[str, str] = {}
+
+    def _run(self, event: Event) -> str:
+        if event.run_id not in self._runs:
+            existing = self.client.search_runs(
+                [self.experiment_id], f"tags.neuroplex_run_id = '{event.run_id}'"
+            )
+            if existing:
+                self._runs[event.run_id] = existing[0].info.run_id
+            else:
+                run = self.client.create_run(
+                    self.experiment_id,
+                    tags={"neuroplex_run_id": event.run_id},
+                    run_name=event.name,
+                )
+                self._runs[event.run_id] = run.info.run_id
+        return self._runs[event.run_id]
+
+    def send(self, event: Event) -> None:
+        run_id = self._run(event)
+        if event.kind == "run_started":
+            for key, value in _flat_params(event.payload.get("spec", {})).items():
+                self.client.log_param(run_id, key, value)
+        elif event.kind in ("epoch", "metrics", "analysis"):
+            prefix = "" if event.kind == "epoch" else f"{event.name}."
+            for key, value in numeric_leaves(event.payload):
+                name = "".join(c if c.isalnum() or c in "._-/ " else "_" for c in prefix + key)
+                self.client.log_metric(run_id, name, value, step=event.step)
+        elif event.kind == "artifact":
+            path = Path(str(event.payload.get("path", "")))
+            if path.is_file():
+                self.client.log_artifact(run_id, str(path))
+        elif event.kind == "run_finished":
+            status = "FINISHED" if event.payload.get("status") == "completed" else "FAILED"
+            self.client.set_terminated(run_id, status=status)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

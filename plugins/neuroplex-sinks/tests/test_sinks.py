@@ -1,0 +1,112 @@
+"""Sinks: data readable back with the tools users have (sqlite3, MLflow, TensorBoard)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+import neuroplex
+from neuroplex import Event, SinkError
+from neuroplex.mechanic import Mechanic
+from neuroplex.testing.feedback_sink import canonical_events
+
+
+def test_sqlite_tables_are_queryable(tmp_path) -> None:
+    sink = neuroplex.create_sink("sqlite", run_dir=str(tmp_path))
+    for event in canonical_events("r1"):
+        sink.send(event)
+    sink.close()
+    db = sqlite3.connect(tmp_path / "neuroplex.sqlite")
+    assert db.execute("SELECT status FROM runs WHERE run_id='r1'").fetchone() == ("completed",)
+    metrics = dict(db.execute("SELECT metric, value FROM metrics WHERE kind='metrics'"))
+    assert metrics == {"accuracy": 0.97, "loss": 0.1}
+    assert db.execute(
+        "SELECT value FROM metrics WHERE kind='epoch' AND metric='metrics.accuracy'"
+    ).fetchone() == (0.9,)
+    assert db.execute("SELECT backend, tier FROM analyses").fetchone() == ("onnx", "gradients")
+    assert db.execute("SELECT policy, round, action FROM decisions").fetchone() == (
+        "adversarial",
+        0,
+        "retrain",
+    )
+    assert db.execute("SELECT COUNT(*) FROM events").fetchone() == (8,)
+
+
+def test_sqlite_resend_writes_no_duplicates(tmp_path) -> None:
+    sink = neuroplex.create_sink("sqlite", path=str(tmp_path / "x.sqlite"))
+    for _ in range(3):
+        for event in canonical_events("r"):
+            sink.send(event)
+    # events 8, runs 1, metrics 6 (4 from the epoch, 2 from metrics), analyses 1, decisions 1
+    assert sink.row_count() == 8 + 1 + 6 + 1 + 1
+    sink.close()
+
+
+def test_sqlite_locked_database_is_a_sink_error_and_the_mechanic_replays(tmp_path) -> None:
+    path = tmp_path / "locked.sqlite"
+    sink = neuroplex.create_sink("sqlite", path=str(path), timeout_s=0.1)
+    blocker = sqlite3.connect(path)
+    blocker.execute("BEGIN EXCLUSIVE")
+    with pytest.raises(SinkError, match="database is locked"):
+        sink.send(Event(run_id="r", kind="metrics", name="m", payload={"a": 1.0}))
+    mechanic = Mechanic([sink], run_id="r", spool_dir=tmp_path / "spool", timeout_s=5)
+    mechanic.record_performance("m", {"a": 2.0}, step=1)
+    assert mechanic.stats["0-sqlite"].pending == 1
+    blocker.rollback()
+    blocker.close()
+    final = mechanic.close()["0-sqlite"]
+    assert (final.delivered, final.pending, final.lost) == (1, 0, 0)
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM metrics WHERE step=1").fetchone() == (2.0,)
+
+
+def test_jsonl_and_console(tmp_path, capsys) -> None:
+    sink = neuroplex.create_sink("jsonl", run_dir=str(tmp_path))
+    for event in canonical_events("r"):
+        sink.send(event)
+    sink.close()
+    lines = (tmp_path / "events.jsonl").read_text().splitlines()
+    assert json.loads(lines[0])["kind"] == "run_started"
+    assert len(lines) == 8
+    console = neuroplex.create_sink("console")
+    console.send(canonical_events("r")[2])
+    assert capsys.readouterr().err == "[r] metrics deep_model #0: accuracy=0.97 loss=0.1\n"
+
+
+def test_mlflow_run_is_readable_with_the_mlflow_client(tmp_path) -> None:
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"onnx")
+    sink = neuroplex.create_sink("mlflow", run_dir=str(tmp_path))
+    events = canonical_events("r")
+    events[5] = Event(
+        run_id="r", kind="artifact", name="model.onnx", payload={"path": str(model), "type": "onnx"}
+    )
+    for event in events:
+        sink.send(event)
+    sink.close()
+    client = MlflowClient(tracking_uri=(tmp_path / "mlruns").resolve().as_uri())
+    (run,) = client.search_runs([client.get_experiment_by_name("neuroplex").experiment_id])
+    assert run.data.params["a"] == "1"
+    assert run.data.metrics["deep_model.accuracy"] == 0.97
+    assert run.info.status == "FINISHED"
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["model.onnx"]
+
+
+def test_tensorboard_scalars_are_readable(tmp_path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    sink = neuroplex.create_sink("tensorboard", run_dir=str(tmp_path))
+    for event in canonical_events("r"):
+        sink.send(event)
+    sink.close()
+    acc = EventAccumulator(str(tmp_path / "tensorboard" / "r"))
+    acc.Reload()
+    assert "metrics/deep_model/accuracy" in acc.Tags()["scalars"]
+    (scalar,) = acc.Scalars("epoch/model/train_loss")
+    assert (scalar.step, scalar.value) == (1, 0.5)
