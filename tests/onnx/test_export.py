@@ -302,3 +302,22 @@ def test_masked_attention_exports_through_pytorch_path(tmp_path: Any) -> None:
     torch.manual_seed(0)
     result = export_onnx(_MaskedAttention(), torch.randn(3, 5, 8), tmp_path / "m.onnx")
     assert result.graphs[0].report is not None and result.graphs[0].report.passed
+
+
+@pytest.mark.parametrize("contrib", [True, False])
+def test_transformer_attention_kernel_choice(contrib: bool, tmp_path: Any, families: Any) -> None:
+    torch.manual_seed(0)
+    model = families["transformer"][0]()
+    result = export_onnx(
+        model, torch.randn(4, 5, 8), tmp_path / "t.onnx", contrib_ops=contrib, gradients=False
+    )
+    assert result.graphs[0].report is not None and result.graphs[0].report.passed
+    graph = onnx.load(str(result.path)).graph
+    fused = [n for n in graph.node if n.op_type == "MultiHeadAttention"]
+    domains = {n.domain for n in graph.node}
+    if contrib:
+        assert len(fused) == 2 and all(n.domain == "com.microsoft" for n in fused)
+    else:
+        assert not fused and domains <= {"", "ai.onnx"}
+    names = load_onnx(result.path).activation_names()
+    assert "encoder.layers.0" in names and "head" in names

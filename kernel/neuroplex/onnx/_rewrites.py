@@ -1,11 +1,18 @@
 """Export-time rewrites: the same function, a graph ONNX Runtime runs faster.
 
 ``nn.MultiheadAttention`` (batch first, self-attention, no masks, no attention weights asked
-for) is traced as one input projection, one reshape/permute to ``(3, N, heads, S, head_dim)``,
-scaled-dot-product attention and one transpose back, instead of PyTorch's sequence-first
-formulation (eight transposes per layer in the exported graph). Every other call takes
-PyTorch's own path. Exports are verified against the unpatched model, so a rewrite that
-changed a result would fail verification rather than ship.
+for) is traced as one input projection, attention and the output projection, instead of
+PyTorch's sequence-first formulation (eight transposes per layer in the exported graph):
+
+* ``contrib=True`` (forward graphs, the default of ``export_onnx``): attention is the custom
+  op ``neuroplex::self_attention``, translated to ONNX Runtime's fused
+  ``com.microsoft.MultiHeadAttention`` kernel (no transposes at all);
+* ``contrib=False`` (portable graphs, and the gradient graph, which needs differentiable
+  ops): one reshape/permute to ``(3, N, heads, S, head_dim)``, scaled-dot-product attention,
+  one transpose back.
+
+Every other call takes PyTorch's own path. Exports are verified against the unpatched model,
+so a rewrite that changed a result would fail verification rather than ship.
 """
 
 from __future__ import annotations
@@ -18,9 +25,57 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["export_rewrites"]
+__all__ = ["custom_translations", "export_rewrites"]
 
 _original_mha_forward = nn.MultiheadAttention.forward
+_state = {"contrib": False}
+
+
+@torch.library.custom_op("neuroplex::self_attention", mutates_args=())
+def self_attention(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, heads: int
+) -> torch.Tensor:
+    """Multi-head attention on ``(N, S, E)`` projections (heads packed in E) -> ``(N, S, E)``."""
+    n, s, e = query.shape
+
+    def split(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(n, s, heads, e // heads).transpose(1, 2)
+
+    out = F.scaled_dot_product_attention(split(query), split(key), split(value))
+    return out.transpose(1, 2).reshape(n, s, e)
+
+
+@self_attention.register_fake
+def _self_attention_fake(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, heads: int
+) -> torch.Tensor:
+    return torch.empty_like(query)
+
+
+def custom_translations() -> dict[Any, Any]:
+    """ONNX translations of the custom ops, for ``torch.onnx.export``."""
+    import onnxscript
+    from onnx.defs import OpSchema
+
+    schema = OpSchema(
+        "MultiHeadAttention",
+        "com.microsoft",
+        1,
+        inputs=[
+            OpSchema.FormalParameter("query", "T"),
+            OpSchema.FormalParameter("key", "T"),
+            OpSchema.FormalParameter("value", "T"),
+        ],
+        outputs=[OpSchema.FormalParameter("output", "T")],
+        type_constraints=[("T", ["tensor(float)", "tensor(float16)"], "float tensors")],
+        attributes=[OpSchema.Attribute("num_heads", OpSchema.AttrType.INT, "number of heads")],
+    )
+    mha = onnxscript.values.Op(onnxscript.values.Opset("com.microsoft", 1), schema.name, schema)
+
+    def translate(query: Any, key: Any, value: Any, heads: int) -> Any:
+        return mha(query, key, value, num_heads=heads)
+
+    return {torch.ops.neuroplex.self_attention.default: translate}
 
 
 def _simple_self_attention(
@@ -80,6 +135,10 @@ def _mha_forward(
     n, s, e = query.shape
     heads = self.num_heads
     qkv = F.linear(query, self.in_proj_weight, self.in_proj_bias)
+    if _state["contrib"]:
+        q, k, v = qkv.chunk(3, dim=-1)
+        fused = torch.ops.neuroplex.self_attention(q, k, v, heads)
+        return F.linear(fused, self.out_proj.weight, self.out_proj.bias), None
     qkv = qkv.reshape(n, s, 3, heads, e // heads).permute(2, 0, 3, 1, 4)
     attended = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
     merged = attended.transpose(1, 2).reshape(n, s, e)
@@ -87,10 +146,13 @@ def _mha_forward(
 
 
 @contextlib.contextmanager
-def export_rewrites() -> Iterator[None]:
-    """Apply the rewrites for the duration (export and VJP tracing only)."""
+def export_rewrites(*, contrib: bool = False) -> Iterator[None]:
+    """Apply the rewrites for the duration (export and VJP tracing only); ``contrib`` uses
+    ONNX Runtime's contrib attention kernel."""
     nn.MultiheadAttention.forward = _mha_forward  # type: ignore[method-assign]
+    previous, _state["contrib"] = _state["contrib"], contrib
     try:
         yield
     finally:
+        _state["contrib"] = previous
         nn.MultiheadAttention.forward = _original_mha_forward  # type: ignore[method-assign]

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from neuroplex.errors import ExportError
-from neuroplex.onnx._rewrites import export_rewrites
+from neuroplex.onnx._rewrites import custom_translations, export_rewrites
 from neuroplex.onnx.metadata import encode_metadata, package_versions
 from neuroplex.onnx.runtime import OnnxModule
 from neuroplex.onnx.verify import VerificationReport, verify_onnx
@@ -252,12 +252,13 @@ def _to_onnx(
     output_names: Sequence[str] | None,
     graph: str,
     dynamic: bool = True,
+    contrib_ops: bool = False,
 ) -> Any:
     """torch.export + torch.onnx (dynamo) → ``onnx.ModelProto``; clear ExportError on failure."""
     batch = torch.export.Dim("batch")
     shapes = tuple({0: batch} for _ in args) if dynamic else None
     try:
-        with export_rewrites():
+        with export_rewrites(contrib=contrib_ops):
             program = torch.export.export(module, args, dynamic_shapes=shapes, strict=False)
     except Exception as exc:  # torch.export raises many types (UserError, GuardOnDataDependent)
         raise ExportError(
@@ -273,6 +274,7 @@ def _to_onnx(
                 opset_version=opset,
                 input_names=list(input_names),
                 output_names=list(output_names) if output_names else None,
+                custom_translation_table=custom_translations(),
                 verbose=False,
                 optimize=True,
             )
@@ -425,6 +427,7 @@ def export_onnx(
     output_names: Sequence[str] | None = None,
     atol: float | None = None,
     rtol: float | None = None,
+    contrib_ops: bool = True,
     progress: bool | None = None,
 ) -> ExportResult:
     """Export ``model`` to ONNX, verify it against PyTorch, and publish the files.
@@ -446,6 +449,9 @@ def export_onnx(
         verify: verify against PyTorch before publishing (strongly recommended).
         input_names, output_names: graph IO names (default ``input`` / ``output``).
         atol, rtol: verification tolerances (default CPU ``1e-5``/``1e-4``).
+        contrib_ops: let forward graphs use ONNX Runtime contrib kernels where they are faster
+            (``com.microsoft.MultiHeadAttention`` for plain self-attention); ``False`` keeps
+            standard ONNX ops only (for other runtimes).
         progress: show a progress bar (default: when stderr is a terminal).
 
     Returns:
@@ -498,6 +504,7 @@ def export_onnx(
                         output_names=output_names,
                         atol=atol,
                         rtol=rtol,
+                        contrib_ops=contrib_ops,
                         bar=bar,
                     )
                 )
@@ -520,6 +527,7 @@ def _export_graph(
     output_names: Sequence[str] | None,
     atol: float | None,
     rtol: float | None,
+    contrib_ops: bool,
     bar: Any,
 ) -> GraphExport:
     start = time.perf_counter()
@@ -540,7 +548,15 @@ def _export_graph(
         else (["output"] if n_out == 1 else [f"output_{i}" for i in range(n_out)])
     )
     bar.set_description(f"onnx export {graph}: forward graph")
-    proto = _to_onnx(module, args, opset=opset, input_names=names, output_names=outs, graph=graph)
+    proto = _to_onnx(
+        module,
+        args,
+        opset=opset,
+        input_names=names,
+        output_names=outs,
+        graph=graph,
+        contrib_ops=contrib_ops,
+    )
     bar.update()
 
     vjp_proto, tier, reason = None, "forward_only", ""
