@@ -214,10 +214,8 @@ def analyze_file(onnx: Path, analyzers: Sequence[str], data: str, n_samples: int
     x, y = _load_inputs(data, meta)
     out: dict[str, Any] = {}
     for name in analyzers:
-        options: dict[str, Any] = {}
-        if "input_range" in meta:
-            options["input_range"] = tuple(meta["input_range"])
-        analyzer = create_analyzer(name, module, **options)
+        # analyzers read the input range from the OnnxModule's metadata themselves
+        analyzer = create_analyzer(name, module)
         out[name] = to_plain(analyzer.analyze(x[:n_samples], None if y is None else y[:n_samples]))
     return out
 

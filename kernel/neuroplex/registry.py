@@ -87,7 +87,17 @@ FIRST_PARTY: dict[str, dict[str, tuple[str, ...]]] = {
             "occlusion",
             "feature_ablation",
         ),
-        "neuroplex-attacks": ("fgsm", "pgd", "pgd_l2", "square", "gaussian_noise", "noise"),
+        "neuroplex-attacks": (
+            "fgsm",
+            "pgd",
+            "pgd_l2",
+            "square",
+            "gaussian_noise",
+            "uniform_noise",
+            "noise",
+            "noise_robustness",
+            "robustness_curve",
+        ),
     },
     "feedback_sink": {
         "neuroplex-sinks": ("console", "jsonl", "sqlite", "mlflow", "tensorboard"),
