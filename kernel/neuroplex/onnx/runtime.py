@@ -423,6 +423,8 @@ class OnnxModule(nn.Module):
             )
         for out in session.get_outputs():
             binding.bind_output(out.name, "cuda", index)
+        # ORT runs on its own stream: make PyTorch's pending writes to the inputs visible
+        torch.cuda.current_stream(self.device).synchronize()
         session.run_with_iobinding(binding)
         outputs = [torch.utils.dlpack.from_dlpack(value) for value in binding.get_outputs()]
         target = inputs[0].device if inputs else self.device
