@@ -64,6 +64,7 @@ def test_metadata_describes_the_model_without_python(family_export: Any) -> None
     meta = read_metadata(result.path)
     assert meta["config"] == model.to_config()
     assert meta["graph"] == "model"
+    assert meta["opset"] == 18
     assert meta["input_spec"] == [
         {"name": "input", "shape": [None, 6], "dtype": "float32", "range": None}
     ]

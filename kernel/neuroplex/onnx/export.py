@@ -18,6 +18,7 @@ import re
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -300,7 +301,6 @@ def _to_onnx(
 def warnings_quiet() -> Iterator[None]:
     """Silence the exporter's chatter (warnings about torchvision, deprecations)."""
     import logging
-    import warnings
 
     logger = logging.getLogger("torch.onnx")
     level = logger.level
@@ -573,8 +573,19 @@ def _export_graph(
     bar.update()
 
     vjp_target = _vjp_path(target)
+    actual_opset = next(
+        (imp.version for imp in proto.opset_import if imp.domain in ("", "ai.onnx")), None
+    )
+    if actual_opset != opset:
+        warnings.warn(
+            f"graph {graph!r}: requested opset {opset}, the exporter produced opset "
+            f"{actual_opset} (its version conversion failed); the file says so in its metadata",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     metadata = {
         **common,
+        "opset": actual_opset,
         "graph": graph,
         "input_spec": _input_spec(args, names, common.get("input_range")),
         "output_names": outs,

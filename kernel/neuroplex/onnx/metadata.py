@@ -8,6 +8,7 @@ key                       value
 ========================  =====================================================================
 ``format``                metadata format version (``1``)
 ``graph``                 which graph of the model this file holds (``"model"``, ``"generator"``)
+``opset``                 the default-domain ONNX opset of the graph
 ``config``                the model's config (``model.to_config()``), or ``null``
 ``input_spec``            ``{"name", "shape" (null = dynamic batch), "dtype", "range"}``
 ``input_range``           ``[min, max]`` of the inputs, or ``null``
