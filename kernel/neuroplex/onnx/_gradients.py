@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["VjpModule", "frozen_parameters", "trace_vjp"]
+__all__ = ["VjpModule", "distinct_batch", "frozen_parameters", "trace_vjp"]
 
 _aten = torch.ops.aten
 
@@ -196,6 +196,22 @@ def _vjp_function(module: nn.Module) -> Any:
         return grad if grad is not None else torch.zeros_like(x)
 
     return vjp
+
+
+def distinct_batch(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x`` re-batched to a size no other input/output dimension has.
+
+    Symbolic tracing gives equal example sizes one symbol ("duck shaping"): a batch of 4 with
+    4 classes would tie the batch to the class count and bake it in.
+    """
+    with torch.no_grad():
+        y = module(x)
+    dims = {*x.shape[1:], *(y.shape[1:] if isinstance(y, torch.Tensor) else ())}
+    batch = next(b for b in range(max(2, x.shape[0]), 10**6) if b not in dims)
+    if batch == x.shape[0]:
+        return x
+    reps = -(-batch // x.shape[0])
+    return x.repeat(reps, *([1] * (x.dim() - 1)))[:batch].contiguous()
 
 
 def trace_vjp(module: nn.Module, x: torch.Tensor, *, symbolic: bool) -> torch.fx.GraphModule:

@@ -317,15 +317,18 @@ def _export_vjp(
     module: nn.Module, x: torch.Tensor, *, opset: int, graph: str
 ) -> tuple[Any | None, str]:
     """The VJP graph (or ``None``) and a one-line account of how it was made or why not."""
-    from neuroplex.onnx._gradients import VjpModule, trace_vjp
+    from neuroplex.onnx._gradients import VjpModule, distinct_batch, trace_vjp
 
     errors = []
     for symbolic in (True, False):
         try:
-            traced = trace_vjp(module, x, symbolic=symbolic)
+            example = distinct_batch(module, x) if symbolic else x
+            traced = trace_vjp(module, example, symbolic=symbolic)
+            with torch.no_grad():
+                zeros = torch.zeros_like(module(example))
             proto = _to_onnx(
                 VjpModule(traced).eval(),
-                (x, torch.zeros_like(module(x))),
+                (example, zeros),
                 opset=opset,
                 input_names=("input", "grad_output"),
                 output_names=("grad_input",),
