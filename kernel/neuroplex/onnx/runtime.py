@@ -392,17 +392,19 @@ class OnnxModule(nn.Module):
             return self._run_cuda(inputs, session)
         names, output_names, run = self._plan(session)
         feed = {}
+        all_cpu = True
         for name, t in zip(names, inputs, strict=True):
             if t.requires_grad:
                 t = t.detach()
-            if t.device.type != "cpu":
+            if not t.is_cpu:
+                all_cpu = False
                 t = t.cpu()
             # a NumPy view of a contiguous CPU tensor: no copy
             feed[name] = (t if t.is_contiguous() else t.contiguous()).numpy()
         outputs = run(output_names, feed, None)
-        target = inputs[0].device if inputs else self.device
-        if target.type == "cpu":
+        if all_cpu:
             return [torch.from_numpy(o) for o in outputs]
+        target = inputs[0].device
         return [torch.from_numpy(o).to(target) for o in outputs]
 
     def _run_cuda(self, inputs: Sequence[torch.Tensor], session: Any) -> list[torch.Tensor]:
