@@ -1,0 +1,154 @@
+"""``cnn``: convolution blocks, optional global pooling, a dense classifier."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from neuroplex_layers import build_layers
+from torch import Tensor, nn
+
+from neuroplex.errors import ConfigError
+from neuroplex_models.base import NeuroplexModel
+
+__all__ = ["CNNModel"]
+
+_GLOBAL_POOLS = ("auto", "avg", "max", None)
+_CONV_KEYS = (
+    "out_channels",
+    "kernel_size",
+    "stride",
+    "padding",
+    "pool",
+    "norm",
+    "activation",
+    "dropout",
+    "bias",
+)
+
+
+class CNNModel(NeuroplexModel):
+    """A 2-D convolutional classifier.
+
+    Hyperparameters:
+        input_channels: channels ``C`` of the images.
+        input_size: ``[H, W]`` (or ``None`` when unknown: then ``global_pool`` must pool).
+            Flat inputs ``(N, C*H*W)`` are reshaped to ``(N, C, H, W)``.
+        conv_layers: list of dicts, each ``out_channels``, ``kernel_size`` (3), ``stride``
+            (1), ``padding`` (0), ``pool`` (max-pool kernel after the conv, or ``None``),
+            ``norm`` (``"batch"`` or ``None``), ``activation`` (``"relu"``), ``dropout`` (0).
+        global_pool: ``"avg"``, ``"max"`` (pool each channel to one value), ``None`` (flatten
+            the feature maps; needs ``input_size``) or ``"auto"`` (``None`` when
+            ``input_size`` is given, else ``"avg"``).
+        hidden: sizes of dense layers before the output, e.g. ``[128]``.
+        num_classes: output logits.
+        dropout: dropout before each dense layer of the classifier.
+
+    Shape: ``(N, C, H, W)`` or ``(N, C*H*W)`` -> ``(N, num_classes)``.
+    """
+
+    family: ClassVar[str] = "cnn"
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        "input_channels": 1,
+        "input_size": None,
+        "conv_layers": [
+            {"out_channels": 32, "kernel_size": 3},
+            {"out_channels": 64, "kernel_size": 3},
+        ],
+        "global_pool": "auto",
+        "hidden": [],
+        "num_classes": 10,
+        "dropout": 0.0,
+    }
+
+    def _build(self, hp: dict[str, Any]) -> None:
+        channels = self._positive(hp, "input_channels")
+        self.num_classes = self._positive(hp, "num_classes")
+        size = hp["input_size"]
+        if size is not None:
+            if isinstance(size, int):
+                size = [size, size]
+            if (
+                not isinstance(size, list | tuple)
+                or len(size) != 2
+                or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
+            ):
+                raise self.error(
+                    "input_size", f"input_size must be [H, W] of positive ints, got {size!r}"
+                )
+            hp["input_size"] = list(size)
+        self.image_shape: tuple[int, ...] | None = (channels, *size) if size is not None else None
+        pool = hp["global_pool"]
+        if pool not in _GLOBAL_POOLS:
+            raise self.error(
+                "global_pool", f"global_pool must be one of {list(_GLOBAL_POOLS)}, got {pool!r}"
+            )
+        if pool == "auto":
+            pool = None if size is not None else "avg"
+        if pool is None and size is None:
+            raise self.error(
+                "input_size",
+                "input_size [H, W] is required when global_pool is None (the classifier "
+                "size depends on it); give input_size or set global_pool to 'avg' or 'max'",
+            )
+        self._check_conv_layers(hp["conv_layers"])
+        # a stand-in size when unknown: the conv stack is size-agnostic under global pooling
+        probe = (channels, *(size if size is not None else (32, 32)))
+        specs = [{"type": "conv2d", **layer} for layer in hp["conv_layers"]]
+        self.features, shape = build_layers(specs, probe, path="cnn.conv_layers")
+        self.global_pool: nn.Module
+        if pool is None:
+            self.global_pool = nn.Flatten()
+            flat = shape[0] * shape[1] * shape[2]
+        else:
+            adaptive = nn.AdaptiveAvgPool2d(1) if pool == "avg" else nn.AdaptiveMaxPool2d(1)
+            self.global_pool = nn.Sequential(adaptive, nn.Flatten())
+            flat = shape[0]
+        hidden = hp["hidden"]
+        if not isinstance(hidden, list | tuple):
+            raise self.error("hidden", f"hidden must be a list of layer sizes, got {hidden!r}")
+        dense = [{"out_features": h, "activation": "relu"} for h in hidden]
+        for i, h in enumerate(hidden):
+            if isinstance(h, bool) or not isinstance(h, int) or h <= 0:
+                raise self.error(f"hidden[{i}]", f"hidden sizes must be positive ints, got {h!r}")
+        self.hidden, (features,) = build_layers(
+            dense, (flat,), path="cnn.hidden", defaults={"dropout": hp["dropout"]}
+        )
+        if not 0 <= hp["dropout"] < 1:
+            raise self.error("dropout", f"dropout must be in [0, 1), got {hp['dropout']!r}")
+        self.dropout = nn.Dropout(hp["dropout"])
+        self.classifier = nn.Linear(features, self.num_classes)
+
+    def _positive(self, hp: Mapping[str, Any], key: str) -> int:
+        value = hp[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise self.error(key, f"{key} must be a positive integer, got {value!r}")
+        return value
+
+    def _check_conv_layers(self, layers: Any) -> None:
+        if not isinstance(layers, list | tuple) or not layers:
+            raise self.error("conv_layers", f"conv_layers must be a non-empty list, got {layers!r}")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Mapping):
+                raise self.error(f"conv_layers[{i}]", f"each conv layer is a dict, got {layer!r}")
+            for key in layer:
+                if key not in _CONV_KEYS:
+                    raise self.error(
+                        f"conv_layers[{i}].{key}",
+                        f"unknown conv layer key {key!r}; valid keys: {list(_CONV_KEYS)}",
+                    )
+            if "out_channels" not in layer:
+                raise self.error(f"conv_layers[{i}].out_channels", "out_channels is required")
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(N, C, H, W)`` or flat ``(N, C*H*W)`` -> logits ``(N, num_classes)``."""
+        if x.ndim == 2:
+            if self.image_shape is None:
+                raise ConfigError(
+                    "cnn: flat (N, F) inputs need input_size [H, W] to reshape to images",
+                    path="cnn.input_size",
+                )
+            x = x.reshape(-1, *self.image_shape)
+        h = self.global_pool(self.features(x))
+        out: Tensor = self.classifier(self.dropout(self.hidden(h)))
+        return out
