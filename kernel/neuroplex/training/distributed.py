@@ -1,0 +1,128 @@
+"""The ``ddp`` strategy: data parallelism under ``torchrun`` (gloo on CPU, nccl on CUDA).
+
+The Trainer does not wrap the model: at start it broadcasts rank 0's parameters and buffers,
+and at every optimizer step it averages the gradients of the group across processes (one
+flattened all-reduce), before unscaling and clipping. This works for any training step,
+including a GAN's alternating updates. Each rank reads its share of every global batch
+(:mod:`neuroplex.training.data`); epoch metrics are reduced as sums and counts; only rank 0
+writes checkpoints, logs and shows progress.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+
+from neuroplex.errors import ConfigError
+
+__all__ = ["Strategy", "make_strategy"]
+
+
+class Strategy:
+    """Single process: every collective is the identity."""
+
+    rank = 0
+    world_size = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def setup(self, model: torch.nn.Module, device: torch.device) -> None:
+        """Make every process start from the same weights."""
+
+    def average_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
+        """Mean of the gradients across processes."""
+
+    def sum_floats(self, values: list[float]) -> list[float]:
+        """Elementwise sum of ``values`` across processes."""
+        return values
+
+    def broadcast_flag(self, flag: bool) -> bool:
+        """Rank 0's value of ``flag`` everywhere (e.g. early stopping)."""
+        return flag
+
+    def teardown(self) -> None:
+        """Release what :meth:`setup` created."""
+
+
+class DDPStrategy(Strategy):
+    def __init__(self) -> None:
+        import torch.distributed as dist
+
+        if not dist.is_available():
+            raise ConfigError(
+                "strategy 'ddp' needs torch.distributed, which this torch build lacks",
+                path="training.strategy",
+            )
+        self.dist = dist
+        self._owns_group = False
+        self.device = torch.device("cpu")
+
+    def setup(self, model: torch.nn.Module, device: torch.device) -> None:
+        dist = self.dist
+        self.device = device
+        if not dist.is_initialized():
+            if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+                raise ConfigError(
+                    "strategy 'ddp' runs under torchrun: python -m torch.distributed.run "
+                    "--nproc-per-node N your_script.py (or neuroplex run SPEC --nproc N)",
+                    path="training.strategy",
+                )
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            if device.type == "cuda" and "LOCAL_RANK" in os.environ:
+                torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+            dist.init_process_group(backend=backend)
+            self._owns_group = True
+        self.rank = dist.get_rank()
+        self.world_size = dist.get_world_size()
+        with torch.no_grad():
+            for tensor in [*model.parameters(), *model.buffers()]:
+                dist.broadcast(tensor.data, src=0)
+
+    def average_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
+        if self.world_size == 1:
+            return
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        self.dist.all_reduce(flat)
+        flat.div_(self.world_size)
+        offset = 0
+        for g in grads:
+            n = g.numel()
+            g.copy_(flat[offset : offset + n].view_as(g))
+            offset += n
+
+    def sum_floats(self, values: list[float]) -> list[float]:
+        if self.world_size == 1 or not values:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        self.dist.all_reduce(t)
+        return [float(v) for v in t.tolist()]
+
+    def broadcast_flag(self, flag: bool) -> bool:
+        if self.world_size == 1:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        self.dist.broadcast(t, src=0)
+        return bool(t.item() > 0.5)
+
+    def teardown(self) -> None:
+        if self._owns_group and self.dist.is_initialized():
+            self.dist.destroy_process_group()
+            self._owns_group = False
+
+
+def make_strategy(name: str) -> Strategy:
+    """``"single"`` or ``"ddp"``."""
+    if name == "single":
+        return Strategy()
+    if name == "ddp":
+        return DDPStrategy()
+    raise ConfigError(
+        f"unknown strategy {name!r}; strategies: single, ddp", path="training.strategy"
+    )
