@@ -1,10 +1,29 @@
 """neuroplex-datasets: datasets that ship with scikit-learn, CSV/NPZ files, synthetic data.
 
 Every dataset returns :class:`neuroplex.DataSplits` with deterministic stratified splits from
-``seed``; see the package README for options.
+``seed``; see the package README for options. Attributes load lazily: importing the package
+(as the plugin entry module does) imports neither torch nor scikit-learn.
 """
 
-from neuroplex_datasets.files import csv, npz
-from neuroplex_datasets.sets import breast_cancer, digits, iris, synthetic, wine
+from __future__ import annotations
 
-__all__ = ["breast_cancer", "csv", "digits", "iris", "npz", "synthetic", "wine"]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "csv": "neuroplex_datasets.files",
+    "npz": "neuroplex_datasets.files",
+    "breast_cancer": "neuroplex_datasets.sets",
+    "digits": "neuroplex_datasets.sets",
+    "iris": "neuroplex_datasets.sets",
+    "synthetic": "neuroplex_datasets.sets",
+    "wine": "neuroplex_datasets.sets",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'neuroplex_datasets' has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)
