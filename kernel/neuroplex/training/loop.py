@@ -774,22 +774,28 @@ class Trainer:
 
                 candidates = [resolve_checkpoint(ckpt_dir, "best")]
             state = None
+            errors: list[str] = []
             for info in reversed(candidates):
                 try:
                     state = load_checkpoint(info.path, map_location=self.device)
                 except CheckpointError as exc:
-                    self._event("checkpoint_error", f"{exc}; trying the previous checkpoint")
+                    errors.append(f"{exc}; used the previous checkpoint")
                     warnings.warn(f"{exc}; trying the previous checkpoint", stacklevel=4)
                     continue
                 self._resumed_from = str(info.path)
                 break
             if state is None:
+                for message in errors:
+                    self._event("checkpoint_error", message)
                 seed_everything(self.config.seed)
                 return 0
         else:
+            errors = []
             state = load_checkpoint(resume, map_location=self.device)
             self._resumed_from = str(resume)
         self.load_state_dict(state)
+        for message in errors:
+            self._event("checkpoint_error", message)
         self._event("resume", f"resumed from {self._resumed_from}")
         return int(state["batch_in_epoch"])
 

@@ -1,0 +1,65 @@
+"""ddp: 2 CPU processes under torchrun (gloo) end where 1 process with the same global batch
+ends."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.requires_plugins("neuroplex-optim")
+WORKER = Path(__file__).with_name("ddp_worker.py")
+
+
+def _run(args: list[str], tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_two_process_ddp_matches_one_process(tmp_path: Path) -> None:
+    one, two = tmp_path / "one.pt", tmp_path / "two.pt"
+    _run([str(WORKER), str(one), "single", "16"], tmp_path)
+    _run(
+        [
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            str(WORKER),
+            str(two),
+            "ddp",
+            "8",
+        ],
+        tmp_path,
+    )
+    a = torch.load(one, weights_only=True)
+    b = torch.load(two, weights_only=True)
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=1e-5, atol=1e-6)
+    assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-5)
+    # and the run moved: the weights are not the initial ones
+    torch.manual_seed(0)
+    init = torch.nn.Linear(6, 16).weight
+    assert not torch.allclose(init, a["model"]["0.weight"], atol=1e-3)
+
+
+def test_ddp_outside_torchrun_is_a_clear_error(monkeypatch) -> None:
+    from neuroplex import ConfigError, TrainingConfig
+    from neuroplex.training import Trainer
+
+    for var in ("RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    model = torch.nn.Linear(2, 2)
+    with pytest.raises(ConfigError, match="runs under torchrun"):
+        Trainer(model, TrainingConfig(strategy="ddp", optimizer="sgd")).train(
+            (torch.randn(8, 2), torch.zeros(8, dtype=torch.long))
+        )
