@@ -131,12 +131,22 @@ def test_missing_manifest_and_unsafe_pickles_are_refused(tmp_path: Path) -> None
 
 
 def test_resume_of_a_finished_run_trains_further_epochs(tmp_path: Path) -> None:
-    model, _, ckpt = _train(tmp_path, epochs=2)
+    straight, _, _ = _train(tmp_path / "straight", epochs=3)
+    _, _, ckpt = _train(tmp_path, epochs=2)
     x, y = _data()
     config = TrainingConfig(
-        epochs=3, batch_size=16, learning_rate=0.05, progress=False, checkpoint_dir=str(ckpt)
+        epochs=3,
+        batch_size=16,
+        learning_rate=0.05,
+        progress=False,
+        checkpoint_dir=str(ckpt),
+        seed=3,
     )
     resumed = _model(seed=5)
-    history = Trainer(resumed, config).train((x, y), resume=ckpt / "epoch-0002.pt")
+    history = Trainer(resumed, config).train(
+        (x, y), (x[:16], y[:16]), resume=ckpt / "epoch-0002.pt"
+    )
     assert [e.epoch for e in history.epochs] == [1, 2, 3]
     assert "resume" in [e.kind for e in history.events]
+    for key, value in straight.state_dict().items():
+        assert torch.equal(resumed.state_dict()[key], value), key
