@@ -92,6 +92,50 @@ class ExportResult:
     def to_dict(self) -> dict[str, Any]:
         return {"graphs": [g.to_dict() for g in self.graphs]}
 
+    def report_sections(self) -> list[dict[str, Any]]:
+        """The parity table for ``report.html`` (typed sections, see :mod:`neuroplex.report`)."""
+        rows = [
+            [
+                r.graph,
+                r.case,
+                r.batch,
+                r.output,
+                r.max_abs,
+                r.max_rel,
+                "" if r.argmax_agreement is None else r.argmax_agreement,
+                "" if r.sign_agreement is None else r.sign_agreement,
+                "yes" if r.passed else "NO",
+            ]
+            for g in self.graphs
+            if g.report is not None
+            for r in g.report.rows
+        ]
+        tiers = [[g.graph, g.path.name, g.tier, g.tier_reason] for g in self.graphs]
+        return [
+            {
+                "type": "table",
+                "title": "graphs and tiers",
+                "columns": ["graph", "file", "tier", "reason"],
+                "rows": tiers,
+            },
+            {
+                "type": "table",
+                "title": "ONNX Runtime vs PyTorch",
+                "columns": [
+                    "graph",
+                    "case",
+                    "batch",
+                    "output",
+                    "max_abs",
+                    "max_rel",
+                    "argmax_agree",
+                    "sign_agree",
+                    "passed",
+                ],
+                "rows": rows,
+            },
+        ]
+
     def to_markdown(self) -> str:
         parts = [
             f"- `{g.graph}` → {g.path.name} (tier {g.tier}: {g.tier_reason})" for g in self.graphs

@@ -10,8 +10,9 @@ tolerance are ties and not counted). A row passes when every element satisfies
 
 Tolerances: on CPU ``atol=1e-5, rtol=1e-4``; on CUDA ``atol=1e-4, rtol=1e-3`` with TF32 off on
 both sides. The gradient graph (when present) is checked against ``torch.autograd.grad``:
-``max|g_ort - g_torch| <= 1e-6`` (CUDA: ``1e-4``) and signs agree on at least 99.9 % of the
-entries where ``|g_torch| > 1e-6``.
+``max|g_ort - g_torch| <= 1e-6 * max(1, max|g_torch|)`` (CUDA: ``1e-4``; float32 rounding
+grows with the gradient's scale) and signs agree on at least 99.9 % of the entries where
+``|g_torch| > 1e-6``.
 """
 
 from __future__ import annotations
@@ -246,7 +247,10 @@ def _grad_row(
         if significant.any()
         else 1.0
     )
-    ok = a.shape == b.shape and max_abs <= grad_atol and sign >= SIGN_AGREEMENT
+    # float32 rounding grows with the gradient's magnitude (a trained network's input gradients
+    # reach O(1)-O(10)): the bound is grad_atol in units of max(1, max|g_torch|)
+    scale = max(1.0, float(np.abs(b).max())) if b.size else 1.0
+    ok = a.shape == b.shape and max_abs <= grad_atol * scale and sign >= SIGN_AGREEMENT
     return VerificationRow(
         graph=graph,
         case="gradient",

@@ -94,6 +94,29 @@ class RobustnessResult(_Keyed):
     backend: str = "torch"
     tier: str = "torch"
 
+    def report_sections(self) -> list[dict[str, Any]]:
+        """Typed sections for ``report.html`` (see :mod:`neuroplex.report`)."""
+        keys = (
+            "clean_accuracy",
+            "robust_accuracy",
+            "attack_success_rate",
+            "mean_linf",
+            "mean_l2",
+            "is_vulnerable",
+            "vulnerability_threshold",
+            "n_samples",
+        )
+        rows = [[k, getattr(self, k)] for k in keys]
+        rows.append(["engine", f"{self.backend}/{self.tier}"])
+        return [
+            {
+                "type": "table",
+                "title": f"{self.attack_type} at epsilon {self.epsilon:g}",
+                "columns": ["quantity", "value"],
+                "rows": rows,
+            }
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         data = attrs.asdict(self, recurse=False)
         data["input_range"] = list(self.input_range)
@@ -125,6 +148,22 @@ class RobustnessCurve(_Keyed):
     results: tuple[RobustnessResult, ...]
     backend: str = "torch"
     tier: str = "torch"
+
+    def report_sections(self) -> list[dict[str, Any]]:
+        """Typed sections for ``report.html`` (see :mod:`neuroplex.report`)."""
+        return [
+            {
+                "type": "lines",
+                "title": f"robust accuracy under {self.attack_type}",
+                "x": list(self.epsilons),
+                "xlabel": "epsilon",
+                "ylabel": "accuracy",
+                "series": {
+                    "robust_accuracy": list(self.robust_accuracy),
+                    "per_epsilon_accuracy": list(self.per_epsilon_accuracy),
+                },
+            }
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -166,6 +205,19 @@ class NoiseRobustnessResult(_Keyed):
     input_range: tuple[float, float] = (0.0, 1.0)
     backend: str = "torch"
     tier: str = "torch"
+
+    def report_sections(self) -> list[dict[str, Any]]:
+        """Typed sections for ``report.html`` (see :mod:`neuroplex.report`)."""
+        return [
+            {
+                "type": "lines",
+                "title": f"accuracy under {self.noise} noise",
+                "x": list(self.noise_levels),
+                "xlabel": "noise level",
+                "ylabel": "accuracy",
+                "series": {"accuracy": list(self.accuracy)},
+            }
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {k: _plain(v) for k, v in attrs.asdict(self, recurse=False).items()}

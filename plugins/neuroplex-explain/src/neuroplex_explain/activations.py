@@ -220,6 +220,22 @@ class ActivationStats:
     def names(self) -> tuple[str, ...]:
         return tuple(layer.name for layer in self.layers)
 
+    def report_sections(self) -> list[dict[str, Any]]:
+        """Typed sections for ``report.html``: one table row per layer."""
+        rows = [
+            [s.name, s.mean, s.std, s.min, s.max, s.zero_fraction, s.negative_fraction]
+            for s in self.layers
+        ]
+        columns = ["layer", "mean", "std", "min", "max", "zero_fraction", "negative_fraction"]
+        return [
+            {
+                "type": "table",
+                "title": f"per layer ({self.backend}/{self.tier})",
+                "columns": columns,
+                "rows": rows,
+            }
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "n_samples": self.n_samples,
@@ -308,6 +324,18 @@ class DeadNeuronReport:
             if layer.name == name:
                 return layer
         raise KeyError(f"no layer {name!r}; layers: {[s.name for s in self.layers]}")
+
+    def report_sections(self) -> list[dict[str, Any]]:
+        """Typed sections for ``report.html``: dead fraction per layer."""
+        return [
+            {
+                "type": "bars",
+                "title": f"dead units per layer (tol {self.tol:g})",
+                "labels": [layer.name for layer in self.layers],
+                "ylabel": "dead fraction",
+                "series": {"dead_fraction": [layer.dead_fraction for layer in self.layers]},
+            }
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -73,6 +73,30 @@ class Attribution:
     backend: str = "torch"
     tier: str = "torch"
 
+    def report_sections(self) -> list[dict[str, Any]]:
+        """Typed sections for ``report.html``: attribution maps of up to 16 samples, drawn as
+        images when a sample is an image or a flat square (e.g. 64 = 8x8 features)."""
+        maps = self.attributions.detach().abs().float().cpu()[:16]
+        if maps.ndim == 4 and maps.shape[1] in (1, 3):
+            maps = maps.mean(dim=1)
+        elif maps.ndim == 2:
+            side = round(maps.shape[1] ** 0.5)
+            if side * side != maps.shape[1]:
+                return []
+            maps = maps.reshape(len(maps), side, side)
+        if maps.ndim != 3:
+            return []
+        labels = [f"class {t}" for t in self.target[: len(maps)]]
+        return [
+            {
+                "type": "images",
+                "title": f"{self.method} maps ({self.backend}/{self.tier})",
+                "data": maps.numpy(),
+                "labels": labels,
+                "cmap": "viridis",
+            }
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "method": self.method,
