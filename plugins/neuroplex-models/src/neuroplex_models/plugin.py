@@ -43,3 +43,54 @@ def neuroplex_register_models() -> Iterator[ModelRecord]:
         },
         example_input=(4, 1, 8, 8),
     )
+    yield ModelRecord(
+        name="transformer",
+        factory="neuroplex_models.transformer:TransformerModel",
+        summary="pre-norm transformer encoder on fixed-length sequences, pooled or per-token head",
+        capabilities={"classification", "sequences", "attention"},
+        example_config={
+            "input_dim": 4,
+            "seq_len": 6,
+            "d_model": 8,
+            "nhead": 2,
+            "num_layers": 2,
+            "dim_feedforward": 16,
+            "dropout": 0.1,
+            "num_classes": 3,
+        },
+        example_input=(4, 6, 4),
+    )
+    yield ModelRecord(
+        name="gan",
+        factory="neuroplex_models.gan:GANModel",
+        summary="generative adversarial network (dense, optionally class-conditional); "
+        "forward(x) gives discriminator logits",
+        capabilities={"generation"},
+        example_config={
+            "latent_dim": 4,
+            "data_dim": 16,
+            "generator_layers": [8, 12],
+            "discriminator_layers": [12],
+            "image_shape": [4, 4],
+        },
+        example_input=(4, 16),
+        training_step="neuroplex_models.steps:GANStep",
+        export_graphs=("generator", "discriminator"),
+    )
+    yield ModelRecord(
+        name="autoencoder",
+        factory="neuroplex_models.autoencoder:AutoencoderModel",
+        summary="dense autoencoder (optionally variational): encode, decode, anomaly scores",
+        capabilities={"reconstruction", "anomaly_detection"},
+        example_config={
+            "input_dim": 16,
+            "encoder_layers": [8],
+            "latent_dim": 3,
+            "variational": True,
+            "image_shape": [4, 4],
+        },
+        example_input=(4, 16),
+        training_step="neuroplex_models.steps:AutoencoderStep",
+        export_graphs=("encoder", "decoder", "model"),
+        aliases=("vae",),
+    )
