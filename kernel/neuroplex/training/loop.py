@@ -103,8 +103,12 @@ def _reduce_metrics(
         for key in steps[0]:
             if key == "n":
                 continue
-            values = torch.stack([torch.as_tensor(m[key]).detach().double().cpu() for m in steps])
-            sums[key] = float((values * weights).sum())
+            column = [m[key] for m in steps]
+            try:  # one stack of 0-d tensors: no per-step conversion
+                values = torch.stack(column).detach().to("cpu", torch.float64)
+            except (TypeError, RuntimeError):  # floats, or tensors on mixed devices
+                values = torch.tensor([float(v) for v in column], dtype=torch.float64)
+            sums[key] = float(values.reshape(len(column), -1).mean(1) @ weights)
     return sums, list(sums.values()), float(sum(counts))
 
 
