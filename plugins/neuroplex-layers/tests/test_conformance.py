@@ -1,0 +1,5 @@
+from neuroplex.testing import ConformanceSuite
+
+
+class TestConformance(ConformanceSuite):
+    distribution = "neuroplex-layers"
