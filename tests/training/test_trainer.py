@@ -273,3 +273,67 @@ def test_model_supplies_its_own_step(data) -> None:
     assert step.calls == 12
     with pytest.raises(ConfigError, match="lacks param_groups"):
         Trainer(make_mlp(), cfg(), step=object())
+
+
+class TwoGroupStep:
+    """A GAN-like step: two parameter groups, each with its own optimizer and loss."""
+
+    def param_groups(self, model):
+        return {"first": list(model[0].parameters()), "second": list(model[1].parameters())}
+
+    def train_step(self, model, batch, optimize):
+        x = batch[0]
+        loss_a = (model[0](x) ** 2).mean()
+        optimize("first", loss_a)
+        loss_b = ((model[1](x) - 1.0) ** 2).mean()
+        optimize("second", loss_b)
+        return {"loss": (loss_a + loss_b).detach(), "loss_first": loss_a.detach()}
+
+    def eval_step(self, model, batch):
+        x = batch[0]
+        return {"loss": (model[0](x) ** 2).mean() + ((model[1](x) - 1.0) ** 2).mean()}
+
+
+def test_a_family_step_with_two_optimizers(data) -> None:
+    x, _ = data
+    torch.manual_seed(0)
+    model = torch.nn.ModuleList([torch.nn.Linear(6, 2), torch.nn.Linear(6, 2)])
+    trainer = Trainer(model, cfg(epochs=5, optimizer="adam"), step=TwoGroupStep())
+    history = trainer.train(x, x)  # unlabelled: batches are (x,)
+    assert set(trainer.optimizers) == {"first", "second"}
+    assert history["train_loss"][-1] < history["train_loss"][0]
+    assert history["val_loss"][-1] < history["val_loss"][0]
+    assert "loss_first" in history.epochs[0].train_metrics
+
+
+def test_callbacks_receive_typed_records_and_events(data, tmp_path) -> None:
+    x, y = data
+    seen: list[tuple[str, object]] = []
+
+    class Spy(Callback):
+        def on_train_start(self, trainer):
+            seen.append(("start", None))
+
+        def on_epoch_end(self, trainer, record):
+            seen.append(("epoch", record))
+
+        def on_event(self, trainer, event):
+            seen.append(("event", event.kind))
+
+        def on_train_end(self, trainer, history):
+            seen.append(("end", history))
+
+    config = cfg(epochs=2, checkpoint_dir=str(tmp_path / "ck"))
+    history = Trainer(make_mlp(), config, callbacks=[Spy()]).train((x, y), (x, y))
+    kinds = [k for k, _ in seen]
+    assert kinds == ["start", "epoch", "event", "epoch", "event", "end"]
+    assert all(isinstance(v, EpochRecord) for k, v in seen if k == "epoch")
+    assert seen[-1][1] == history and history.epochs[1].overhead_fraction < 1.0
+
+
+def test_progress_bar_only_when_asked(data, capsys) -> None:
+    x, y = data
+    Trainer(make_mlp(), cfg(epochs=1, progress=True)).train((x, y))
+    assert "epoch 1" in capsys.readouterr().err
+    Trainer(make_mlp(), cfg(epochs=1, progress=None)).train((x, y))  # stderr is not a TTY
+    assert capsys.readouterr().err == ""
