@@ -258,7 +258,10 @@ def adversarial_policy(policy: PolicyConfig, ctx: _Context) -> list[dict[str, An
     Options: ``attack`` (analyzer name, default ``fgsm``), ``epsilon``, ``train_attack``
     (analyzer used to craft training examples, default ``attack``), ``train_epsilon``
     (default ``epsilon``), ``ratio`` (adversarial share of the new training set), ``epochs``
-    (fine-tuning epochs per round), ``learning_rate`` (default: the training one).
+    (fine-tuning epochs per round), ``learning_rate`` (default: the training one),
+    ``attack_options`` (extra options of the test attack, e.g. ``vulnerability_threshold``),
+    ``train_attack_options`` (extra options of the crafting attack, e.g. ``steps``),
+    ``backend`` (``onnx`` or ``torch`` for the test) and ``n_samples`` (test samples).
     """
     opts = dict(policy.options)
     known = {
@@ -271,6 +274,8 @@ def adversarial_policy(policy: PolicyConfig, ctx: _Context) -> list[dict[str, An
         "learning_rate",
         "backend",
         "n_samples",
+        "attack_options",
+        "train_attack_options",
     }
     unknown = sorted(set(opts) - known)
     if unknown:
@@ -288,7 +293,7 @@ def adversarial_policy(policy: PolicyConfig, ctx: _Context) -> list[dict[str, An
     n_samples = int(opts.get("n_samples", 512))
     test_spec = AnalyzerSpec(
         name=attack,
-        options={"epsilon": epsilon},
+        options={**dict(opts.get("attack_options", {})), "epsilon": epsilon},
         backend=backend,  # type: ignore[arg-type]
         n_samples=n_samples,
     )
@@ -318,6 +323,7 @@ def adversarial_policy(policy: PolicyConfig, ctx: _Context) -> list[dict[str, An
         entry["action"] = "retrain"
         rounds.append(entry)
         _adversarial_finetune(ctx, train_attack, train_epsilon, ratio, epochs, opts, round_)
+        ctx.mechanic.flush()
     return rounds
 
 
@@ -337,7 +343,11 @@ def _adversarial_finetune(
         )
     ctx.model.eval()
     crafter = create_analyzer(
-        attack, ctx.model, epsilon=epsilon, input_range=tuple(ctx.data.input_range)
+        attack,
+        ctx.model,
+        epsilon=epsilon,
+        input_range=tuple(ctx.data.input_range),
+        **dict(opts.get("train_attack_options", {})),
     )
     if not callable(getattr(crafter, "adversarial_examples", None)):
         raise ConfigError(
