@@ -117,6 +117,12 @@ class AutoencoderModel(NeuroplexModel):
             raise self.error("output_activation", strip_path(exc)) from None
         self.decoder = nn.Sequential(*dec, nn.Linear(width, self.input_dim), output)
 
+    def neuroplex_training_step(self) -> Any:
+        """The step the Trainer uses when given none: ``AutoencoderStep``."""
+        from neuroplex_models.steps import AutoencoderStep
+
+        return AutoencoderStep()
+
     def encode(self, x: Tensor) -> Tensor:
         """The code (the mean, for a VAE): ``(N, *) -> (N, latent_dim)``."""
         out: Tensor = self.encoder(x.flatten(1))[:, : self.latent_dim]

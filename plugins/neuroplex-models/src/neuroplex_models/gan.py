@@ -225,6 +225,12 @@ class GANModel(NeuroplexModel):
             self.train(was_training)
         return out
 
+    def neuroplex_training_step(self) -> Any:
+        """The step the Trainer uses when given none: :class:`~neuroplex_models.GANStep`."""
+        from neuroplex_models.steps import GANStep
+
+        return GANStep()
+
     def export_examples(self, x: Tensor) -> dict[str, Tensor]:
         """Example inputs per exported graph for a batch of data ``x``: the generator takes
         noise ``(N, latent_dim)``, the discriminator data."""
