@@ -337,3 +337,16 @@ def test_progress_bar_only_when_asked(data, capsys) -> None:
     assert "epoch 1" in capsys.readouterr().err
     Trainer(make_mlp(), cfg(epochs=1, progress=None)).train((x, y))  # stderr is not a TTY
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_cuda_mixed_precision(data, precision: str) -> None:
+    x, y = data
+    model = DtypeProbe()
+    config = cfg(device="cuda", precision=precision, optimizer="adam", grad_clip_norm=1.0)
+    history = Trainer(model, config).train((x, y), (x, y))
+    assert next(model.parameters()).device.type == "cuda"
+    assert model.dtypes == {torch.float16 if precision == "fp16" else torch.bfloat16}
+    assert history["train_loss"][-1] < history["train_loss"][0]

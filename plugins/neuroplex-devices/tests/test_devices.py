@@ -86,3 +86,12 @@ def test_gpu_handler_on_cuda() -> None:
     assert handler.get_device().type == "cuda"
     assert handler.ort_providers()[0] == "CUDAExecutionProvider"
     assert handler.info()["memory_bytes"] > 0
+
+
+def test_entry_module_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, neuroplex_devices.plugin; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr

@@ -74,3 +74,12 @@ def test_roles_are_kept_apart() -> None:
         neuroplex.create_optimizer("step", _model().parameters())
     with pytest.raises(ConfigError, match="learning_rate"):
         neuroplex.create_optimizer("adam", _model().parameters(), lr=-1.0)
+
+
+def test_entry_module_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, neuroplex_optim.plugin; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
