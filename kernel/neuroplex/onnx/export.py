@@ -191,11 +191,16 @@ def _graph_module(model: nn.Module, graph: str) -> nn.Module:
 def _graph_examples(
     model: nn.Module, example_input: Any, graphs: Sequence[str]
 ) -> dict[str, tuple[torch.Tensor, ...]]:
-    """Example inputs per graph: given in a dict, else captured from a forward pass of the
-    model; a sub-graph the forward pass never calls gets the model's output (a GAN's
-    discriminator judges the generator's output)."""
+    """Example inputs per graph: given in a dict, else from the model's own
+    ``export_examples(batch) -> {graph: tensor}`` when it has one (a GAN's generator takes
+    latent vectors, not data), else captured from a forward pass of the model; a sub-graph the
+    forward pass never calls gets the model's output."""
     given: dict[str, Any] = dict(example_input) if isinstance(example_input, Mapping) else {}
     full = given.get("model", None if isinstance(example_input, Mapping) else example_input)
+    own = getattr(model, "export_examples", None)
+    if callable(own) and full is not None:
+        with torch.no_grad():
+            given = {**dict(own(full)), **given}
     examples = {g: _as_tuple(v, f"graph {g!r}") for g, v in given.items() if g in graphs}
     missing = [g for g in graphs if g not in examples]
     if not missing:
