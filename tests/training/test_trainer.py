@@ -55,8 +55,10 @@ class InterruptAfter(Callback):
             raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("accumulate", [1, 2])
-def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, data, accumulate) -> None:
+@pytest.mark.parametrize(("accumulate", "stop_after"), [(1, 9), (2, 9), (1, 6)])
+def test_interrupted_and_resumed_run_is_bit_identical(
+    tmp_path, data, accumulate, stop_after
+) -> None:
     x, y = data
     kw = {
         "epochs": 3,
@@ -69,13 +71,15 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, data, accumulate
         "keep_last": 2,
     }
     ref = make_mlp(dropout=0.2)
-    Trainer(ref, cfg(**kw)).train((x, y), (x[:32], y[:32]))
+    ref_history = Trainer(ref, cfg(**kw)).train((x, y), (x[:32], y[:32]))
 
     ckpt = tmp_path / "ck"
     model = make_mlp(dropout=0.2)
-    # 6 batches per epoch: stop in the middle of epoch 2, inside an accumulation window
+    # 6 batches per epoch: stop after batch 9 (mid-epoch 2, inside an accumulation window)
+    # or after batch 6 (the last batch of epoch 1, before its validation)
+    callback = InterruptAfter(stop_after)
     with pytest.raises(KeyboardInterrupt):
-        Trainer(model, cfg(checkpoint_dir=str(ckpt), **kw), callbacks=[InterruptAfter(9)]).train(
+        Trainer(model, cfg(checkpoint_dir=str(ckpt), **kw), callbacks=[callback]).train(
             (x, y), (x[:32], y[:32])
         )
     assert (ckpt / "interrupt.pt").is_file()
@@ -85,6 +89,7 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, data, accumulate
     )
     assert history.resumed_from and history.resumed_from.endswith("interrupt.pt")
     assert [e.epoch for e in history.epochs] == [1, 2, 3]
+    assert history["val_loss"] == ref_history["val_loss"]
     for key, value in weights(ref).items():
         assert torch.equal(value, fresh.state_dict()[key]), key
 

@@ -175,6 +175,7 @@ class Trainer:
         self._check_grads = False
         self._amp_dtype: torch.dtype | None = None
         self._batch_in_epoch = 0
+        self._in_batch = False
         self._partial: tuple[list[Mapping[str, Any]], list[int]] = ([], [])
 
     # ------------------------------------------------------------------ setup
@@ -387,6 +388,7 @@ class Trainer:
                     self._item_scale = float(n)
                 else:  # unknown window (DataLoader): mean over micro-batches
                     self._item_scale = 1.0 / accum
+            self._in_batch = True
             t0 = time.perf_counter()
             try:
                 with amp:
@@ -404,6 +406,7 @@ class Trainer:
                     )
                     index += 1
                     self._batch_in_epoch = index
+                    self._in_batch = False
                     if bar is not None:
                         bar.update(1)
                     continue
@@ -413,13 +416,13 @@ class Trainer:
             counts.append(int(out["n"]) if "n" in out else n)
             index += 1
             self._batch_in_epoch = index
+            self._in_batch = False
             if bar is not None:
                 bar.update(1)
             if has_batch_end:
                 self.callbacks("on_batch_end", self, index - 1, out)
         if bar is not None:
             bar.close()
-        self._partial = ([], [])
         return metrics, counts, skipped, in_step
 
     @torch.no_grad()
@@ -575,7 +578,13 @@ class Trainer:
                 )
                 self._after_epoch(record, ckpt_dir)
         except KeyboardInterrupt:
-            if ckpt_dir is not None and self.strategy.is_main and self._batch_in_epoch > 0:
+            if self._in_batch:  # the batch was cut halfway: its state is not consistent
+                self._event(
+                    "interrupt",
+                    "interrupted inside a batch; resume='last' continues from the last "
+                    "epoch checkpoint",
+                )
+            elif ckpt_dir is not None and self.strategy.is_main and self._batch_in_epoch > 0:
                 self._save(ckpt_dir, "interrupt", kind="interrupt", metrics={})
                 self._event("interrupt", "interrupted; resume with train(..., resume='last')")
             raise
@@ -630,6 +639,7 @@ class Trainer:
         self.records.append(record)
         self.epoch = record.epoch
         self._batch_in_epoch = 0
+        self._partial = ([], [])
         value = record.metric(cfg.monitor)
         improved = False
         if value is not None and math.isfinite(value):
@@ -642,20 +652,11 @@ class Trainer:
                         k: v.detach().clone() for k, v in self.model.state_dict().items()
                     }
         self._bad_epochs = 0 if improved else self._bad_epochs + 1
-        for name, sched in self.schedulers.items():
-            if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau) or getattr(
-                sched, "needs_metric", False
-            ):
-                if value is None:
-                    raise ConfigError(
-                        f"scheduler {cfg.scheduler!r} needs the monitored metric {cfg.monitor!r}, "
-                        "which this run does not record",
-                        path="training.monitor",
-                    )
-                sched.step(value)
-            else:
-                sched.step()
-            del name
+        with warnings.catch_warnings():
+            # after a resume at an epoch's end the optimizer has not stepped in this process;
+            # the order was right in the run that saved the checkpoint
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            self._step_schedulers(value)
         patience = cfg.early_stopping_patience
         stop = patience is not None and self._bad_epochs >= patience
         stop = self.strategy.broadcast_flag(stop)
@@ -680,6 +681,22 @@ class Trainer:
                 mode=cfg.monitor_mode,
             )
             self._event("checkpoint", f"saved {info.path.name}")
+
+    def _step_schedulers(self, value: float | None) -> None:
+        cfg = self.config
+        for sched in self.schedulers.values():
+            if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau) or getattr(
+                sched, "needs_metric", False
+            ):
+                if value is None:
+                    raise ConfigError(
+                        f"scheduler {cfg.scheduler!r} needs the monitored metric {cfg.monitor!r}, "
+                        "which this run does not record",
+                        path="training.monitor",
+                    )
+                sched.step(value)
+            else:
+                sched.step()
 
     # ------------------------------------------------------------------ rollback
     def _snapshot(self) -> dict[str, Any]:
