@@ -73,9 +73,9 @@ def pool(
     if dims not in (1, 2):
         raise ConfigError(f"dims must be 1 or 2, got {dims!r}", path="dims")
     if mode == "max":
-        return (nn.MaxPool1d if dims == 1 else nn.MaxPool2d)(kernel_size, stride)
+        return (nn.MaxPool1d if dims == 1 else nn.MaxPool2d)(kernel_size, stride or kernel_size)
     if mode == "avg":
-        return (nn.AvgPool1d if dims == 1 else nn.AvgPool2d)(kernel_size, stride)
+        return (nn.AvgPool1d if dims == 1 else nn.AvgPool2d)(kernel_size, stride or kernel_size)
     if mode == "adaptive_avg":
         return (nn.AdaptiveAvgPool1d if dims == 1 else nn.AdaptiveAvgPool2d)(output_size)
     return (nn.AdaptiveMaxPool1d if dims == 1 else nn.AdaptiveMaxPool2d)(output_size)
@@ -248,7 +248,8 @@ def build_one(
             f"{shape}: add a flatten/reshape or change the layer",
             path=f"{where}.type",
         )
-    inferred = _INFERRED.get(kind, lambda s: {})(shape)
+    infer = _INFERRED.get(kind)
+    inferred = infer(shape) if infer is not None else {}
     for key, value in inferred.items():
         if key in spec and key != "dims" and spec[key] != value:
             raise ConfigError(

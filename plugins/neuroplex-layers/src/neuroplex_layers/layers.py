@@ -143,7 +143,7 @@ class ConvBlock(nn.Module):
         self.conv = conv(
             self.in_channels,
             self.out_channels,
-            kernel if len(kernel) > 1 else kernel[0],
+            kernel if len(kernel) > 1 else kernel[0],  # type: ignore[arg-type]
             stride=stride,
             padding=padding,
             bias=bool(bias),

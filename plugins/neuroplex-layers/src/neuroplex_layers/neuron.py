@@ -79,7 +79,8 @@ class Neuron:
             out = self.layer.activation(self.layer.pre_activation(x))
         finally:
             self.layer.train(was_training)
-        return out[:, self.index]
+        column: Tensor = out[:, self.index]
+        return column
 
     def statistics(self, x: Tensor) -> NeuronStats:
         """Mean, std, range and active fraction of this unit over the batch ``x``."""
