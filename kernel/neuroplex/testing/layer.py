@@ -1,9 +1,9 @@
 """Conformance checks for layers and activations: every registered layer must pass these.
 
 Each check takes the :class:`~neuroplex.records.LayerRecord`, builds the layer from its
-``example_config`` through :func:`neuroplex.create_layer`, and raises ``AssertionError`` with
-a message naming the layer. Layers without ``example_input`` get the build check only.
-torch is imported inside the checks only.
+``example_config`` (``factory(**example_config)``, as ``create_layer`` does) and raises
+``AssertionError`` with a message naming the layer. Layers without ``example_input`` get the
+build check only. torch is imported inside the checks only.
 """
 
 from __future__ import annotations
@@ -20,13 +20,12 @@ __all__ = ["CHECKS", "build", "example_batch"]
 
 
 def build(record: LayerRecord, seed: int = 0) -> torch.nn.Module:
-    """The layer built from ``example_config`` after ``torch.manual_seed(seed)``."""
+    """The layer built from ``example_config`` after ``torch.manual_seed(seed)``, through the
+    record's own factory (so unregistered records can be checked too)."""
     import torch
 
-    from neuroplex.registry import create_layer
-
     torch.manual_seed(seed)
-    layer = create_layer(record.name, **record.example_config)
+    layer = record.load()(**record.example_config)
     assert isinstance(layer, torch.nn.Module), (
         f"layer {record.name!r}: the factory returned {type(layer).__name__}, not an nn.Module"
     )
@@ -61,8 +60,7 @@ def _output(layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def check_builds_from_example_config(record: LayerRecord) -> None:
-    """The example config builds an ``nn.Module``; activations have no parameters' surprises:
-    they must declare ``example_input``."""
+    """The example config builds an ``nn.Module``; an activation declares ``example_input``."""
     build(record)
     if "activation" in record.capabilities:
         assert record.example_input is not None, (

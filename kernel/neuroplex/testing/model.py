@@ -1,8 +1,9 @@
 """Conformance checks for model families: every registered model must pass these.
 
 Each check takes the :class:`~neuroplex.records.ModelRecord`, builds the family from its
-``example_config`` through :func:`neuroplex.create_model`, and raises ``AssertionError`` with
-a message naming the family and what went wrong. torch is imported inside the checks only.
+``example_config`` (``factory(ModelConfig(name, example_config))``, as ``create_model`` does)
+and raises ``AssertionError`` with a message naming the family and what went wrong. torch is
+imported inside the checks only.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ __all__ = ["CHECKS", "build", "example_batch"]
 
 
 def build(record: ModelRecord, seed: int = 0) -> torch.nn.Module:
-    """The family built from ``example_config`` after ``torch.manual_seed(seed)``."""
+    """The family built from ``example_config`` after ``torch.manual_seed(seed)``, through the
+    record's own factory (so unregistered records can be checked too)."""
     import torch
 
-    from neuroplex.registry import create_model
+    from neuroplex.config import ModelConfig
 
     torch.manual_seed(seed)
-    model = create_model(record.name, **record.example_config)
+    config = ModelConfig(name=record.name, hyperparameters=dict(record.example_config))
+    model = record.load()(config)
     assert isinstance(model, torch.nn.Module), (
         f"model {record.name!r}: the factory returned {type(model).__name__}, not an nn.Module"
     )
