@@ -116,6 +116,18 @@ def test_builder_sequences_and_tokens() -> None:
     assert conv1(torch.rand(4, 2, 9)).shape == (4, 3, 7)
 
 
+def test_layer_manager_adds_one_at_a_time() -> None:
+    from neuroplex_layers import LayerManager
+
+    manager = LayerManager((2, 6, 6), path="net")
+    manager.add({"out_channels": 3, "kernel_size": 3}).add({"type": "flatten"})
+    assert manager.output_shape == (48,) and len(manager) == 2
+    with pytest.raises(ConfigError, match=r"net\[2\]\.out_features"):
+        manager.add({"out_features": 0})
+    manager.add({"out_features": 5}, dropout=0.0)
+    assert manager.build()(torch.rand(3, 2, 6, 6)).shape == (3, 5)
+
+
 def test_builder_defaults_fill_missing_keys() -> None:
     seq = build_sequential([{"out_features": 4}], 3, defaults={"dropout": 0.0, "bogus": 1})
     assert seq[0].dropout_p == 0.0

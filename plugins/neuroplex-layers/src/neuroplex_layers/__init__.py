@@ -15,6 +15,7 @@ _WHERE = {
     "activation_names": "neuroplex_layers.activations",
     "get_activation": "neuroplex_layers.activations",
     "LAYER_KINDS": "neuroplex_layers.builder",
+    "LayerManager": "neuroplex_layers.builder",
     "build_layers": "neuroplex_layers.builder",
     "build_sequential": "neuroplex_layers.builder",
     "output_shape": "neuroplex_layers.builder",
@@ -31,6 +32,7 @@ __all__ = [
     "ACTIVATIONS",
     "ConvBlock",
     "LAYER_KINDS",
+    "LayerManager",
     "Layer",
     "Neuron",
     "NeuronStats",
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from neuroplex_layers.activations import ACTIVATIONS, activation_names, get_activation
     from neuroplex_layers.builder import (
         LAYER_KINDS,
+        LayerManager,
         build_layers,
         build_sequential,
         output_shape,

@@ -23,6 +23,7 @@ from neuroplex_layers.layers import ConvBlock, Layer, Residual, SelfAttention, T
 __all__ = [
     "KIND_ALIASES",
     "LAYER_KINDS",
+    "LayerManager",
     "batchnorm",
     "build_layers",
     "build_sequential",
@@ -325,3 +326,35 @@ def build_sequential(
 ) -> nn.Sequential:
     """:func:`build_layers` without the output shape."""
     return build_layers(specs, input_shape, path=path, defaults=defaults)[0]
+
+
+class LayerManager:
+    """The seed's layer manager: add layer dicts one at a time, each checked as it comes.
+
+    ``LayerManager((1, 8, 8)).add({"out_channels": 4, "kernel_size": 3}).add({"type":
+    "flatten"}).build()`` gives an ``nn.Sequential``; ``output_shape`` is the per-sample shape
+    after the layers added so far.
+    """
+
+    def __init__(self, input_shape: int | Sequence[int], *, path: str = "layers") -> None:
+        shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
+        self.input_shape: Shape = shape
+        self.output_shape: Shape = shape
+        self.path = path
+        self._modules: list[nn.Module] = []
+
+    def add(self, spec: Mapping[str, Any], **defaults: Any) -> LayerManager:
+        """Build ``spec`` on the current output shape (errors name its index)."""
+        where = f"{self.path}[{len(self._modules)}]"
+        module, self.output_shape = build_one(
+            spec, self.output_shape, where=where, defaults=defaults
+        )
+        self._modules.append(module)
+        return self
+
+    def build(self) -> nn.Sequential:
+        """The layers added so far, in order."""
+        return nn.Sequential(*self._modules)
+
+    def __len__(self) -> int:
+        return len(self._modules)
