@@ -12,6 +12,7 @@ import contextlib
 import difflib
 import fnmatch
 import inspect
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -41,6 +42,7 @@ __all__ = [
     "list_optimizers",
     "list_sinks",
     "missing_distributions",
+    "origin_of",
 ]
 
 #: first-party distributions and the component names they provide, for install hints only
@@ -51,24 +53,27 @@ FIRST_PARTY: dict[str, dict[str, tuple[str, ...]]] = {
             "dense",
             "conv1d",
             "conv2d",
-            "maxpool",
-            "avgpool",
+            "pool",
             "batchnorm",
             "layernorm",
             "dropout",
             "flatten",
             "embedding",
             "attention",
+            "transformer_block",
+            "residual",
             "relu",
+            "leaky_relu",
+            "elu",
             "gelu",
+            "silu",
+            "swish",
+            "mish",
             "tanh",
             "sigmoid",
-            "softmax",
-            "silu",
-            "elu",
-            "mish",
             "softplus",
-            "leaky_relu",
+            "softmax",
+            "identity",
         ),
     },
     "model": {"neuroplex-models": ("mlp", "cnn", "transformer", "gan", "autoencoder")},
@@ -210,9 +215,23 @@ def create(kind: str, name: str, /, *args: Any, **kwargs: Any) -> Any:
             f"{kind} {reg.record.name!r} from {reg.origin} (plugin {reg.plugin!r}) failed: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
-    with contextlib.suppress(AttributeError, TypeError):  # __slots__ or C types
-        obj.neuroplex_origin = reg
+    with contextlib.suppress(TypeError):  # objects that cannot be weakly referenced
+        _ORIGINS[obj] = reg
+    if kind != "optimizer":  # schedulers save their whole __dict__ in state_dict()
+        with contextlib.suppress(AttributeError, TypeError):  # __slots__ or C types
+            obj.neuroplex_origin = reg
     return obj
+
+
+_ORIGINS: weakref.WeakKeyDictionary[Any, Registration] = weakref.WeakKeyDictionary()
+
+
+def origin_of(component: Any) -> Registration | None:
+    """Where a component built by ``create_*`` came from (plugin, distribution, version)."""
+    try:
+        return _ORIGINS.get(component)
+    except TypeError:
+        return getattr(component, "neuroplex_origin", None)
 
 
 def create_layer(name: str, /, **config: Any) -> Any:
