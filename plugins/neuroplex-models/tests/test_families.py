@@ -132,6 +132,23 @@ def test_bad_hyperparameters(family: str, hp: dict[str, object], match: str) -> 
         create_model(family, **hp)
 
 
+@pytest.mark.parametrize(
+    ("family", "hp", "shape", "match"),
+    [
+        ("transformer", {"input_dim": 8, "seq_len": 8, "d_model": 8}, (2, 60), r"\(N, 64\)"),
+        ("cnn", {"input_size": [8, 8]}, (2, 60), "C\\*H\\*W = 64"),
+        ("mlp", {"input_size": 5}, (2, 4), "input_size = 5"),
+    ],
+)
+def test_wrong_input_shapes_say_what_is_expected(
+    family: str, hp: dict[str, object], shape: tuple[int, ...], match: str
+) -> None:
+    from neuroplex import DataError
+
+    with pytest.raises(DataError, match=match):
+        create_model(family, **hp)(torch.rand(shape))
+
+
 def test_config_of_another_family_is_refused() -> None:
     from neuroplex_models import CNNModel, ModelConfig
 

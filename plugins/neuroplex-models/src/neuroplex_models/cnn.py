@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from neuroplex_layers import build_layers
 from torch import Tensor, nn
 
-from neuroplex.errors import ConfigError
+from neuroplex.errors import ConfigError, DataError
 from neuroplex_models.base import NeuroplexModel
 
 __all__ = ["CNNModel"]
@@ -147,6 +147,12 @@ class CNNModel(NeuroplexModel):
                 raise ConfigError(
                     "cnn: flat (N, F) inputs need input_size [H, W] to reshape to images",
                     path="cnn.input_size",
+                )
+            flat = self.image_shape[0] * self.image_shape[1] * self.image_shape[2]
+            if x.shape[1] != flat:
+                raise DataError(
+                    f"cnn: flat inputs must have C*H*W = {flat} features (input_channels, "
+                    f"input_size = {list(self.image_shape)}), got {tuple(x.shape)}"
                 )
             x = x.reshape(-1, *self.image_shape)
         h = self.global_pool(self.features(x))

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 from neuroplex_layers import build_layers, get_activation
 from torch import Tensor, nn
 
-from neuroplex.errors import ConfigError
+from neuroplex.errors import ConfigError, DataError
 from neuroplex_models.base import NeuroplexModel, strip_path
 
 __all__ = ["BaseNeuralNetwork"]
@@ -64,5 +64,10 @@ class BaseNeuralNetwork(NeuroplexModel):
         """``(N, input_size)`` (or ``(N, *)`` flattening to it) -> ``(N, output_size)``."""
         if x.ndim != 2:
             x = x.flatten(1)
+        if x.shape[1] != self.input_size:
+            raise DataError(
+                f"mlp: inputs must have input_size = {self.input_size} features, got "
+                f"{tuple(x.shape)}"
+            )
         out: Tensor = self.output_activation(self.output(self.hidden(x)))
         return out

@@ -9,6 +9,7 @@ import torch
 from neuroplex_layers import TransformerBlock, get_activation
 from torch import Tensor, nn
 
+from neuroplex.errors import DataError
 from neuroplex_models.base import NeuroplexModel
 
 __all__ = ["TransformerModel", "sinusoidal_encoding"]
@@ -97,6 +98,15 @@ class TransformerModel(NeuroplexModel):
 
     def tokens(self, x: Tensor) -> Tensor:
         """Flat ``(N, seq_len * input_dim)`` or ``(N, seq_len, input_dim)`` -> the latter."""
+        expected = (
+            (self.seq_len * self.input_dim,) if x.ndim == 2 else (self.seq_len, self.input_dim)
+        )
+        if tuple(x.shape[1:]) != expected:
+            raise DataError(
+                f"transformer: inputs must be (N, {self.seq_len}, {self.input_dim}) or flat "
+                f"(N, {self.seq_len * self.input_dim}) (seq_len={self.seq_len}, "
+                f"input_dim={self.input_dim}), got {tuple(x.shape)}"
+            )
         return x.reshape(-1, self.seq_len, self.input_dim)
 
     def encode(self, x: Tensor) -> Tensor:
