@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
 import attrs
@@ -102,6 +102,22 @@ def _frozen_mapping(value: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(value or {})
 
 
+def _flags(value: Iterable[str]) -> frozenset[str]:
+    return frozenset(value)
+
+
+def _names(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+def _dims(value: Iterable[int]) -> tuple[int, ...]:
+    return tuple(value)
+
+
+def _shape(value: Iterable[int] | None) -> tuple[int, ...] | None:
+    return None if value is None else tuple(value)
+
+
 @attrs.frozen(kw_only=True, eq=True)
 class ComponentRecord:
     """What every registration hook returns, one record per component.
@@ -122,9 +138,9 @@ class ComponentRecord:
     name: str = attrs.field(validator=_check_name)
     factory: Factory = attrs.field(validator=_check_factory)
     summary: str = ""
-    capabilities: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+    capabilities: frozenset[str] = attrs.field(default=frozenset(), converter=_flags)
     example_config: dict[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
-    aliases: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    aliases: tuple[str, ...] = attrs.field(default=(), converter=_names)
 
     def load(self) -> Callable[..., Any]:
         """Resolve the factory (imports the plugin's heavy module on first use)."""
@@ -158,9 +174,7 @@ class LayerRecord(ComponentRecord):
     """
 
     kind: ClassVar[str] = "layer"
-    example_input: tuple[int, ...] | None = attrs.field(
-        default=None, converter=attrs.converters.optional(tuple)
-    )
+    example_input: tuple[int, ...] | None = attrs.field(default=None, converter=_shape)
     example_input_dtype: str = "float32"
 
 
@@ -177,12 +191,10 @@ class ModelRecord(ComponentRecord):
     """
 
     kind: ClassVar[str] = "model"
-    example_input: tuple[int, ...] | None = attrs.field(
-        default=None, converter=attrs.converters.optional(tuple)
-    )
+    example_input: tuple[int, ...] | None = attrs.field(default=None, converter=_shape)
     example_input_dtype: str = "float32"
     training_step: Factory | None = None
-    export_graphs: tuple[str, ...] = attrs.field(default=("model",), converter=tuple)
+    export_graphs: tuple[str, ...] = attrs.field(default=("model",), converter=_names)
 
 
 @attrs.frozen(kw_only=True)
@@ -267,9 +279,9 @@ class DataSplits:
     train: tuple[Any, Any]
     val: tuple[Any, Any]
     test: tuple[Any, Any]
-    input_shape: tuple[int, ...] = attrs.field(converter=tuple)
+    input_shape: tuple[int, ...] = attrs.field(converter=_dims)
     num_classes: int | None = None
-    class_names: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    class_names: tuple[str, ...] = attrs.field(default=(), converter=_names)
     input_range: tuple[float, float] = (0.0, 1.0)
     task: str = "classification"
     name: str = ""
