@@ -24,7 +24,7 @@ import attrs
 
 from neuroplex import __version__
 from neuroplex.config import RunSpec, load_spec, unstructure
-from neuroplex.errors import ComponentNotFoundError, ConfigError, NeuroplexError
+from neuroplex.errors import ComponentNotFoundError, ConfigError
 from neuroplex.plugins import PluginManager, get_plugin_manager, use_plugin_manager
 from neuroplex.registry import FIRST_PARTY, get_registration, missing_distributions
 
