@@ -25,17 +25,14 @@ from neuroplex.records import KINDS, RECORD_TYPES
 
 from ._cli import ROOT
 
-AUTHORING = Path(__file__).with_name("AUTHORING.md")
 GUIDE_HEADING = "## Writing a plugin"
 
 
 def guide_text() -> str:
-    """The plugin authoring guide: README's "Writing a plugin" section once it is merged there,
-    tests/ecosystem/AUTHORING.md until then."""
+    """The plugin authoring guide: README's "Writing a plugin" section."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     start = readme.find(GUIDE_HEADING)
-    if start < 0:
-        return AUTHORING.read_text(encoding="utf-8")
+    assert start >= 0, f"README.md has no {GUIDE_HEADING!r} section"
     end = readme.find("\n## ", start + len(GUIDE_HEADING))
     return readme[start : end if end >= 0 else len(readme)]
 
