@@ -122,7 +122,7 @@ def test_prefer_resolves_the_duplicate(dist: str, expected: str) -> None:
         "import neuroplex, torch\n"
         "w = torch.nn.Parameter(torch.zeros(1))\n"
         "opt = neuroplex.create_optimizer('signsgd', [w], lr=0.1)\n"
-        "print(type(opt).__name__, opt.neuroplex_origin.distribution)\n"
+        "print(type(opt).__name__, neuroplex.registry.origin_of(opt).distribution)\n"
     )
     env = clean_env(
         NEUROPLEX_STRICT_PLUGINS="1",

@@ -113,6 +113,9 @@ class DDPStrategy(Strategy):
 
     def teardown(self) -> None:
         if self._owns_group and self.dist.is_initialized():
+            # every rank reaches the end before the group goes away: without this, a rank that
+            # tears down while its peer still finishes gloo work can abort at exit
+            self.dist.barrier()
             self.dist.destroy_process_group()
             self._owns_group = False
 
