@@ -119,3 +119,26 @@ def test_cli_run_prints_summary(tiny, tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "completed; test" in out and "report:" in out
     assert sys.modules.get("torch") is not None
+
+
+@pytest.mark.requires_plugins(
+    "neuroplex-datasets",
+    "neuroplex-models",
+    "neuroplex-optim",
+    "neuroplex-devices",
+    "neuroplex-sinks",
+)
+def test_cli_bad_data_file_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "data.csv"
+    bad.write_text("a,b,label\n1,2,0\n3,nan,1\n")
+    path = tmp_path / "s.toml"
+    path.write_text(
+        f'[data]\nname = "csv"\noptions = {{ path = "{bad}" }}\n'
+        '[model]\nname = "mlp"\n[model.hyperparameters]\ninput_size = 2\noutput_size = 2\n'
+        "[training]\nepochs = 1\nprogress = false\n"
+    )
+    assert main(["run", str(path), "--output", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"neuroplex: error: {bad}: line 3, column 'b': 'nan' (NaN/inf)"
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
