@@ -12,9 +12,7 @@ import attrs
 import torch
 from tqdm.auto import tqdm
 
-from neuroplex.errors import ConfigError
-from neuroplex_attacks import attacks as _attacks
-from neuroplex_attacks._backend import (
+from neuroplex.analysis.backend import (
     ResolvedModel,
     eval_mode,
     on_device,
@@ -22,7 +20,9 @@ from neuroplex_attacks._backend import (
     resolve_device,
     resolve_model,
 )
-from neuroplex_attacks._data import as_inputs, as_labels, check_logits
+from neuroplex.analysis.inputs import as_inputs, as_labels, check_logits
+from neuroplex.errors import ConfigError
+from neuroplex_attacks import attacks as _attacks
 from neuroplex_attacks.results import (
     AdversarialDataset,
     NoiseRobustnessResult,

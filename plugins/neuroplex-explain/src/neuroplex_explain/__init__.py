@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY: dict[str, str] = {
-    "ResolvedModel": "neuroplex_explain._backend",
-    "resolve_model": "neuroplex_explain._backend",
+    "ResolvedModel": "neuroplex.analysis.backend",
+    "resolve_model": "neuroplex.analysis.backend",
     "ActivationStats": "neuroplex_explain.activations",
     "DeadNeuronReport": "neuroplex_explain.activations",
     "LayerDeadNeurons": "neuroplex_explain.activations",
@@ -68,7 +68,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from neuroplex_explain._backend import ResolvedModel, resolve_model
+    from neuroplex.analysis.backend import ResolvedModel, resolve_model
     from neuroplex_explain.activations import (
         ActivationStats,
         DeadNeuronReport,

@@ -15,9 +15,9 @@ from typing import Any
 import attrs
 import torch
 
+from neuroplex.analysis.backend import ResolvedModel, eval_mode
+from neuroplex.analysis.inputs import as_inputs
 from neuroplex.errors import ConfigError
-from neuroplex_explain._backend import ResolvedModel, eval_mode
-from neuroplex_explain._data import as_inputs
 
 __all__ = [
     "ActivationStats",
@@ -55,7 +55,7 @@ def capture_activations(
     keys ``name`` and ``name#1``; a module returning a tuple gets ``name.0``, ``name.1``, ...
 
     Args:
-        resolved: the model (see :func:`~neuroplex_explain._backend.resolve_model`).
+        resolved: the model (see :func:`~neuroplex.analysis.backend.resolve_model`).
         x: inputs, shape ``(N, ...)``.
         layers: only these layer names (default: all).
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from neuroplex.analysis.backend import ResolvedModel, resolve_model
 from neuroplex_explain import activations as _act
 from neuroplex_explain import attributions as _attr
-from neuroplex_explain._backend import ResolvedModel, resolve_model
 from neuroplex_explain.bias import BiasReport, bias_report
 
 __all__ = [

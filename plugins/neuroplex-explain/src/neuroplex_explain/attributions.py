@@ -20,9 +20,9 @@ import attrs
 import numpy as np
 import torch
 
+from neuroplex.analysis.backend import ResolvedModel, eval_mode, require_gradients
+from neuroplex.analysis.inputs import as_inputs, as_labels, check_logits, to_python
 from neuroplex.errors import ConfigError
-from neuroplex_explain._backend import ResolvedModel, eval_mode, require_gradients
-from neuroplex_explain._data import as_inputs, as_labels, check_logits, to_python
 
 __all__ = [
     "ATTRIBUTION_METHODS",

@@ -34,9 +34,9 @@ import attrs
 import numpy as np
 import torch
 
+from neuroplex.analysis.backend import ResolvedModel, eval_mode
+from neuroplex.analysis.inputs import as_inputs, as_labels, check_logits
 from neuroplex.errors import DataError
-from neuroplex_explain._backend import ResolvedModel, eval_mode
-from neuroplex_explain._data import as_inputs, as_labels, check_logits
 
 __all__ = ["BiasReport", "bias_report"]
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 
+from neuroplex.analysis.backend import ResolvedModel, resolve_model
+from neuroplex.analysis.inputs import as_inputs
 from neuroplex_explain import activations as _act
 from neuroplex_explain import attributions as _attr
-from neuroplex_explain._backend import ResolvedModel, resolve_model
-from neuroplex_explain._data import as_inputs
 from neuroplex_explain.bias import BiasReport, bias_report
 
 __all__ = ["ModelExplainability"]

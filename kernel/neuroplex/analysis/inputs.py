@@ -32,7 +32,8 @@ def as_inputs(
         x = x.float()
     if x.is_floating_point() and not bool(torch.isfinite(x).all()):
         raise DataError(f"{name} contains NaN or inf values")
-    return x.detach().to(device) if device is not None else x.detach()
+    out: torch.Tensor = x.detach().to(device) if device is not None else x.detach()
+    return out
 
 
 def as_labels(
@@ -58,7 +59,8 @@ def as_labels(
             f"labels out of range: y spans [{lo}, {hi}] but the model has {n_classes} outputs "
             f"(valid labels: {valid})"
         )
-    return y.to(device) if device is not None else y
+    labels: torch.Tensor = y.to(device) if device is not None else y
+    return labels
 
 
 def check_logits(out: Any, *, allow_probabilities: bool = True) -> torch.Tensor:
