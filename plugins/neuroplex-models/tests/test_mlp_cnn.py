@@ -36,6 +36,27 @@ def test_cnn_global_pool_without_input_size() -> None:
         CNNModel(input_channels=1, global_pool=None)
 
 
+def test_cnn_1d_signals() -> None:
+    hp = {
+        "input_channels": 2,
+        "input_size": [20],
+        "conv_layers": [{"out_channels": 4, "kernel_size": 3, "pool": 2, "norm": "batch"}],
+        "num_classes": 3,
+    }
+    model = create_model("cnn", **hp).eval()
+    assert model.dims == 1 and isinstance(model.features[0].conv, torch.nn.Conv1d)
+    x = torch.rand(5, 2, 20)
+    assert model(x).shape == (5, 3)
+    torch.testing.assert_close(model(x.flatten(1)), model(x))
+    assert model.to_config().hyperparameters["dims"] == 1
+    pooled = CNNModel(input_channels=2, dims=1, global_pool="max")
+    assert pooled(torch.rand(2, 2, 37)).shape == (2, 10)
+    from neuroplex import DataError
+
+    with pytest.raises(DataError, match=r"\(N, C, L\) or flat"):
+        model(torch.rand(2, 2, 4, 5))
+
+
 def test_mlp_by_keywords_and_registry_agree() -> None:
     hp = {"input_size": 6, "output_size": 2, "hidden_layers": [{"out_features": 5}]}
     torch.manual_seed(0)
@@ -63,6 +84,9 @@ def test_mlp_by_keywords_and_registry_agree() -> None:
             r"cnn\.conv_layers\[0\]\.size.*valid keys",
         ),
         ("cnn", {"global_pool": "mean"}, r"cnn\.global_pool.*'avg', 'max'"),
+        ("cnn", {"dims": 3}, r"cnn\.dims.*1, 2 or None"),
+        ("cnn", {"dims": 1, "input_size": [8, 8]}, r"cnn\.input_size.*\[L\].*dims=1"),
+        ("cnn", {"dropout": 1.0}, r"cnn\.dropout.*\[0, 1\)"),
         (
             "mlp",
             {"hidden_layers": [{"out_features": 4}, {"out_features": -3}]},
@@ -84,6 +108,8 @@ def test_evaluate_classification_and_regression() -> None:
     expected = (model(x).argmax(1) == y).float().mean().item()
     assert metrics["accuracy"] == pytest.approx(expected)
     assert metrics.to_dict()["n"] == 10 and metrics.task == "classification"
+    assert dict(metrics) == {"loss": metrics["loss"], "accuracy": metrics["accuracy"]}
+    assert "loss" in metrics and metrics.get("mae") is None
     reg = BaseNeuralNetwork(input_size=4, output_size=1, hidden_layers=[])
     r = reg.evaluate(x, torch.zeros(10))
     assert r["loss"] == pytest.approx(reg(x).pow(2).mean().item(), rel=1e-5)

@@ -37,7 +37,7 @@ mlp_hp = st.fixed_dictionaries(
 cnn_hp = st.fixed_dictionaries(
     {
         "input_channels": st.integers(1, 3),
-        "input_size": st.sampled_from([[6, 6], [8, 5]]),
+        "input_size": st.sampled_from([[6, 6], [8, 5], [9]]),  # 2-D and 1-D
         "conv_layers": st.lists(
             st.fixed_dictionaries(
                 {"out_channels": st.integers(1, 6), "kernel_size": st.sampled_from([1, 3])},

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
-from collections.abc import Iterator, Mapping
+from collections.abc import ItemsView, Iterator, KeysView, Mapping
 from typing import Any, ClassVar
 
 import attrs
@@ -37,7 +37,12 @@ def strip_path(exc: ConfigError) -> str:
 
 @attrs.frozen(kw_only=True)
 class ModelMetrics:
-    """Named metrics of :meth:`NeuroplexModel.evaluate` (``metrics["accuracy"]`` works)."""
+    """Named metrics of :meth:`NeuroplexModel.evaluate`.
+
+    Reads like a dict of the metric values: ``metrics["accuracy"]``, ``"loss" in metrics``,
+    ``metrics.get(name)``, ``metrics.keys()``, ``metrics.items()``, ``dict(metrics)``;
+    :meth:`to_dict` adds ``family``, ``task`` and ``n``.
+    """
 
     family: str
     task: str
@@ -54,6 +59,15 @@ class ModelMetrics:
 
     def __contains__(self, name: object) -> bool:
         return name in self.metrics
+
+    def get(self, name: str, default: float | None = None) -> float | None:
+        return self.metrics.get(name, default)
+
+    def keys(self) -> KeysView[str]:
+        return self.metrics.keys()
+
+    def items(self) -> ItemsView[str, float]:
+        return self.metrics.items()
 
     def to_dict(self) -> dict[str, Any]:
         return {"family": self.family, "task": self.task, "n": self.n, **self.metrics}
