@@ -15,11 +15,28 @@ pytestmark = pytest.mark.requires_plugins("neuroplex-optim")
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
-def _run(args: list[str], tmp_path: Path) -> None:
+#: gloo on a heavily loaded 2-core machine occasionally aborts a rank at process exit, after
+#: training and the result file are done (seen ~1 in 10 runs with other jobs competing, 0 in 8
+#: alone). A launch that dies with exactly this signature is started once more; any other
+#: failure, or the same one twice, fails the test.
+TEARDOWN_ABORT = "terminate called without an active exception"
+
+
+def _run(args: list[str], tmp_path: Path, attempts: int = 2) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path
-    )
+    for attempt in range(1, attempts + 1):
+        proc = subprocess.run(
+            [sys.executable, *args],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env=env,
+            cwd=tmp_path,
+        )
+        if proc.returncode == 0:
+            return
+        if TEARDOWN_ABORT not in proc.stderr or attempt == attempts:
+            break
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
