@@ -1,4 +1,8 @@
-"""Conformance checks for datasets: shapes, dtypes, ranges, deterministic disjoint splits."""
+"""Conformance checks for datasets: shapes, dtypes, ranges, deterministic disjoint splits.
+
+Each check builds the dataset from the record's ``example_config`` (``val_fraction`` and
+``test_fraction`` default to 0.2) and raises AssertionError saying what is wrong.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,16 @@ from neuroplex.records import DatasetRecord, DataSplits
 __all__ = ["CHECKS", "build"]
 
 
-def build(record: DatasetRecord, seed: int = 0) -> DataSplits:
+def _config(record: DatasetRecord, seed: int) -> dict[str, Any]:
     config: dict[str, Any] = {"val_fraction": 0.2, "test_fraction": 0.2}
     config.update(record.example_config)
     config["seed"] = seed
-    splits = record.load()(**config)
+    return config
+
+
+def build(record: DatasetRecord, seed: int = 0) -> DataSplits:
+    """The record's factory called with its example config (fractions default to 0.2)."""
+    splits = record.load()(**_config(record, seed))
     assert isinstance(splits, DataSplits), f"returned {type(splits).__name__}, not DataSplits"
     return splits
 
@@ -71,8 +80,38 @@ def check_deterministic_splits(record: DatasetRecord) -> None:
     assert sum(sizes) == sum(len(x) for _, x, _ in _parts(c)), "split sizes depend on the seed"
 
 
+def check_split_sizes_and_disjointness(record: DatasetRecord) -> None:
+    """Split sizes follow the fractions; held-out samples are not copies of train samples.
+
+    Sizes may differ from ``fraction * total`` by one per class (stratified rounding). A
+    held-out row identical to a train row is counted as overlap; more than 5% of the held-out
+    rows (at least 2) means the splits are not disjoint (or the data is full of duplicates).
+    """
+    import torch
+
+    config = _config(record, 0)
+    splits = build(record)
+    parts = _parts(splits)
+    total = sum(len(x) for _, x, _ in parts)
+    slack = (splits.num_classes or 1) + 1
+    for (name, x, _), key in zip(parts[1:], ("val_fraction", "test_fraction"), strict=True):
+        expected = float(config[key]) * total
+        assert abs(len(x) - expected) <= slack, (
+            f"{name} split has {len(x)} of {total} samples; {key}={config[key]} asks for about "
+            f"{expected:.0f}"
+        )
+    train = {tuple(row.tolist()) for row in splits.train[0].reshape(len(splits.train[0]), -1)}
+    held_out = torch.cat([splits.val[0], splits.test[0]])
+    shared = sum(tuple(row.tolist()) in train for row in held_out.reshape(len(held_out), -1))
+    assert shared <= max(1, 0.05 * len(held_out)), (
+        f"{shared} of {len(held_out)} val/test samples are identical to train samples: "
+        "the splits are not disjoint"
+    )
+
+
 CHECKS: list[Callable[[DatasetRecord], None]] = [
     check_shapes_and_dtypes,
     check_values,
     check_deterministic_splits,
+    check_split_sizes_and_disjointness,
 ]

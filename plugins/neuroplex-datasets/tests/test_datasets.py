@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import neuroplex
-from neuroplex import ConfigError, DataError
+from neuroplex import ConfigError, DataError, DatasetRecord, DataSplits
 
 
 def test_digits_in_unit_range_with_stratified_splits() -> None:
@@ -32,8 +32,22 @@ def test_digits_as_images() -> None:
 def test_tabular_scaling_uses_the_train_split_only() -> None:
     d = neuroplex.create_dataset("wine", seed=3)
     x = d.train[0]
-    assert float(x.min()) == 0.0 and float(x.max()) == 1.0
+    # every feature spans exactly [0, 1] on the train split: the scaler saw only train rows
+    # (fitted on all rows, some of the 13 features would have their extreme in val/test)
+    assert torch.equal(x.min(dim=0).values, torch.zeros(13))
+    assert torch.equal(x.max(dim=0).values, torch.ones(13))
     assert d.input_range == (0.0, 1.0)  # val/test are clipped into the train range
+    held_out = torch.cat([d.val[0], d.test[0]])
+    assert bool(((held_out == 0) | (held_out == 1)).any())  # some were clipped
+
+
+def test_same_seed_same_splits_other_seed_other_splits() -> None:
+    a, b = neuroplex.create_dataset("iris", seed=5), neuroplex.create_dataset("iris", seed=5)
+    c = neuroplex.create_dataset("iris", seed=6)
+    assert torch.equal(a.test[0], b.test[0]) and torch.equal(a.test[1], b.test[1])
+    assert not torch.equal(a.test[0], c.test[0])
+    # stratified: test_fraction 0.15 of each class of 50 (round(7.5) == 8)
+    assert torch.bincount(a.test[1]).tolist() == [8, 8, 8]
 
 
 def test_bad_fractions() -> None:
@@ -88,6 +102,16 @@ def test_csv_missing_feature_and_label_range(write_csv) -> None:
         neuroplex.create_dataset("csv", path=path, num_classes=3)
 
 
+def test_csv_num_classes_option_and_task(write_csv) -> None:
+    path = write_csv("a,b,label\n" + "\n".join(f"{i},{i % 3},{i % 2}" for i in range(20)) + "\n")
+    assert neuroplex.create_dataset("csv", path=path, num_classes=5).num_classes == 5
+    with pytest.raises(ConfigError, match="task must be 'classification' or 'regression'"):
+        neuroplex.create_dataset("csv", path=path, task="ranking")
+    nan_target = write_csv("a,y\n1,0.5\n2,nan\n3,1.5\n")
+    with pytest.raises(DataError, match="column 'y': the target of sample 1 is nan"):
+        neuroplex.create_dataset("csv", path=nan_target, target="y", task="regression")
+
+
 def test_empty_and_missing_files(tmp_path) -> None:
     empty = tmp_path / "e.csv"
     empty.write_text("")
@@ -117,6 +141,14 @@ def test_npz_round_trip_and_errors(tmp_path) -> None:
     np.savez(keys, data=x)
     with pytest.raises(DataError, match="needs arrays 'X' and 'y'; found: \\['data'\\]"):
         neuroplex.create_dataset("npz", path=str(keys))
+    short = tmp_path / "short.npz"
+    np.savez(short, X=rng.random((10, 3)), y=np.zeros(9, dtype=int))
+    with pytest.raises(DataError, match="10 samples but 9 labels"):
+        neuroplex.create_dataset("npz", path=str(short))
+    fractional = tmp_path / "fractional.npz"
+    np.savez(fractional, X=rng.random((4, 3)), y=np.array([0.0, 1.0, 0.5, 1.0]))
+    with pytest.raises(DataError, match="'y' must hold integer class labels"):
+        neuroplex.create_dataset("npz", path=str(fractional))
 
 
 def test_synthetic_regression() -> None:
@@ -124,3 +156,40 @@ def test_synthetic_regression() -> None:
     assert d.task == "regression" and d.train[1].dtype == torch.float32
     with pytest.raises(ConfigError, match="task must be 'classification' or 'regression'"):
         neuroplex.create_dataset("synthetic", task="ranking")
+
+
+def _leaky(seed: int = 0, val_fraction: float = 0.2, test_fraction: float = 0.2) -> DataSplits:
+    """A broken dataset: val and test are copies of the first training rows."""
+    gen = torch.Generator().manual_seed(seed)
+    x, y = torch.rand(50, 3, generator=gen), torch.arange(50) % 2
+    return DataSplits(
+        train=(x[:30], y[:30]),
+        val=(x[:10], y[:10]),
+        test=(x[10:20], y[10:20]),
+        input_shape=(3,),
+        num_classes=2,
+    )
+
+
+def _short_test(seed: int = 0, val_fraction: float = 0.2, test_fraction: float = 0.2) -> DataSplits:
+    """A broken dataset: the test split ignores test_fraction."""
+    gen = torch.Generator().manual_seed(seed)
+    x, y = torch.rand(50, 3, generator=gen), torch.arange(50) % 2
+    return DataSplits(
+        train=(x[:38], y[:38]),
+        val=(x[38:48], y[38:48]),
+        test=(x[48:], y[48:]),
+        input_shape=(3,),
+        num_classes=2,
+    )
+
+
+def test_conformance_check_catches_overlapping_and_missized_splits() -> None:
+    from neuroplex.testing.dataset import check_split_sizes_and_disjointness
+
+    leaky = DatasetRecord(name="leaky", factory=_leaky, summary="val/test copy train rows")
+    with pytest.raises(AssertionError, match="20 of 20 val/test samples are identical"):
+        check_split_sizes_and_disjointness(leaky)
+    short = DatasetRecord(name="short", factory=_short_test, summary="test split too small")
+    with pytest.raises(AssertionError, match="test split has 2 of 50 samples"):
+        check_split_sizes_and_disjointness(short)

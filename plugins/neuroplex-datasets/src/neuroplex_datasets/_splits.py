@@ -57,12 +57,17 @@ def make_splits(
     class_names: Sequence[str] = (),
     scale: str = "minmax",
     shape: Sequence[int] | None = None,
+    num_classes: int | None = None,
 ) -> DataSplits:
     """Split ``X``/``y`` deterministically and scale features to [0, 1].
 
     ``scale="minmax"`` maps each feature through the *train split's* min and max and clips
     to [0, 1] (no leakage from val/test); ``scale="none"`` keeps values (X must already be in
-    [0, 1] for ``input_range`` to hold — it is computed, not assumed).
+    [0, 1] for ``input_range`` to hold — it is computed, not assumed). ``num_classes``
+    defaults to the largest label + 1.
+
+    Returns splits with X of shape (n_split, *shape) float32 and y of shape (n_split,)
+    (int64 for classification, float32 for regression).
     """
     check_fractions(val_fraction, test_fraction)
     X = np.asarray(X, dtype=np.float64)
@@ -104,7 +109,15 @@ def make_splits(
         index = torch.from_numpy(idx)
         return data[index].contiguous(), None if labels is None else labels[index].contiguous()
 
-    num_classes = int(labels.max()) + 1 if labels is not None and task == "classification" else None
+    if labels is None or task != "classification":
+        num_classes = None
+    elif num_classes is None:
+        num_classes = int(labels.max()) + 1
+    elif int(labels.max()) >= num_classes:
+        raise DataError(
+            f"dataset {name!r}: label {int(labels.max())} is out of range for "
+            f"num_classes={num_classes} (labels must be 0..{num_classes - 1})"
+        )
     return DataSplits(
         train=part(train_idx),
         val=part(val_idx),

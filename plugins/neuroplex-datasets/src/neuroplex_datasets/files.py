@@ -30,11 +30,20 @@ def _existing(path: str | Path | None, kind: str) -> Path:
 def _labels(
     raw: Sequence[object], where: str, task: str, num_classes: int | None
 ) -> tuple[np.ndarray, list[str]]:
+    if task not in ("classification", "regression"):
+        raise ConfigError(
+            f"task must be 'classification' or 'regression', got {task!r}",
+            path="data.options.task",
+        )
     if task == "regression":
         try:
-            return np.asarray([float(v) for v in raw], dtype=np.float64), []  # type: ignore[arg-type]
+            targets = np.asarray([float(v) for v in raw], dtype=np.float64)  # type: ignore[arg-type]
         except ValueError as exc:
             raise DataError(f"{where}: regression targets must be numbers ({exc})") from None
+        if not np.isfinite(targets).all():
+            row = int(np.flatnonzero(~np.isfinite(targets))[0])
+            raise DataError(f"{where}: the target of sample {row} is {targets[row]} (NaN/inf)")
+        return targets, []
     values = [str(v).strip() for v in raw]
     if all(_is_int(v) for v in values):
         labels = np.asarray([int(float(v)) for v in values], dtype=np.int64)
@@ -125,6 +134,7 @@ def csv(
         test_fraction=test_fraction,
         task=task,
         class_names=names,
+        num_classes=num_classes,
     )
 
 
@@ -167,4 +177,5 @@ def npz(
         task=task,
         class_names=names,
         scale="none",
+        num_classes=num_classes,
     )
