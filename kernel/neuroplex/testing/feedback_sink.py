@@ -1,10 +1,24 @@
-"""Conformance checks for feedback sinks: the canonical event stream, unknown fields, dedupe."""
+"""Conformance checks for feedback sinks: the canonical event stream, unknown fields, dedupe.
+
+Capabilities the checks read from a :class:`FeedbackSinkRecord`:
+
+* ``run_dir`` — the factory takes ``run_dir=`` (the pipeline passes the run directory; the
+  checks pass a temporary one) and writes its files there by default;
+* ``idempotent`` — re-sending an event with the same key stores nothing new; the sink exposes
+  ``row_count() -> int`` (rows stored over all its tables) for the check;
+* ``optional`` — the sink needs an extra; when it is missing the factory raises ConfigError
+  saying ``pip install ...`` and the checks skip it.
+
+A sink whose example config needs a file path and that has no ``run_dir`` capability should
+point its example at a temporary directory.
+"""
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from neuroplex.errors import ConfigError
@@ -70,24 +84,30 @@ def canonical_events(run_id: str = "conformance") -> list[Event]:
     ]
 
 
+def _build(record: FeedbackSinkRecord, tmp: str) -> Any:
+    """The sink from its example config; a sink with the ``run_dir`` capability writes in ``tmp``.
+
+    A sink with the ``optional`` capability whose extra is not installed (a ConfigError that
+    says ``pip install``) is skipped.
+    """
+    config: dict[str, Any] = dict(record.example_config)
+    if "run_dir" in record.capabilities:
+        config.setdefault("run_dir", tmp)
+    try:
+        return record.load()(**config)
+    except ConfigError as exc:
+        if "optional" not in record.capabilities or "pip install" not in str(exc):
+            raise
+        import pytest
+
+        pytest.skip(f"optional sink {record.name!r} not usable here: {exc}")
+
+
 @contextmanager
 def built(record: FeedbackSinkRecord) -> Iterator[Any]:
-    """The sink built from its example config (a temporary ``run_dir`` when it takes one).
-
-    A sink with the ``optional`` capability whose extra is not installed is skipped.
-    """
+    """The sink built in a temporary directory (see :func:`_build`), closed on exit."""
     with tempfile.TemporaryDirectory() as tmp:
-        config: dict[str, Any] = dict(record.example_config)
-        if "run_dir" in record.capabilities:
-            config.setdefault("run_dir", tmp)
-        try:
-            sink = record.load()(**config)
-        except ConfigError as exc:
-            if "optional" not in record.capabilities or "pip install" not in str(exc):
-                raise
-            import pytest
-
-            pytest.skip(f"optional sink {record.name!r} not usable here: {exc}")
+        sink = _build(record, tmp)
         try:
             yield sink
         finally:
@@ -95,12 +115,25 @@ def built(record: FeedbackSinkRecord) -> Iterator[Any]:
 
 
 def check_accepts_canonical_stream(record: FeedbackSinkRecord) -> None:
-    with built(record) as sink:
-        for method in ("send", "flush", "close"):
-            assert callable(getattr(sink, method, None)), f"sink has no {method}()"
-        for event in canonical_events():
-            sink.send(event)
-        sink.flush()
+    """send() takes every canonical event (unknown kinds and fields too); flush() and close()
+    succeed; a sink with the ``run_dir`` capability writes into its run directory."""
+    with tempfile.TemporaryDirectory() as tmp:
+        sink = _build(record, tmp)
+        try:
+            for method in ("send", "flush", "close"):
+                assert callable(getattr(sink, method, None)), f"sink has no {method}()"
+            for event in canonical_events():
+                sink.send(event)
+            sink.flush()
+        except BaseException:
+            sink.close()
+            raise
+        sink.close()
+        if "run_dir" in record.capabilities:
+            assert any(Path(tmp).iterdir()), (
+                f"sink {record.name!r} has the run_dir capability but wrote nothing into the "
+                "run_dir it was given"
+            )
 
 
 def check_resend_is_idempotent(record: FeedbackSinkRecord) -> None:

@@ -39,9 +39,62 @@ def test_sqlite_resend_writes_no_duplicates(tmp_path) -> None:
     for _ in range(3):
         for event in canonical_events("r"):
             sink.send(event)
-    # events 8, runs 1, metrics 6 (4 from the epoch, 2 from metrics), analyses 1, decisions 1
-    assert sink.row_count() == 8 + 1 + 6 + 1 + 1
+    # events 8, runs 1, metrics 8 (4 from the epoch, 2 from metrics, 2 from the analysis),
+    # analyses 1, decisions 1
+    assert sink.row_count() == 8 + 1 + 8 + 1 + 1
+    # a re-sent event replaces its rows as a whole
+    sink.send(Event(run_id="r", kind="metrics", name="deep_model", payload={"accuracy": 0.5}))
     sink.close()
+    db = sqlite3.connect(tmp_path / "x.sqlite")
+    rows = db.execute("SELECT metric, value FROM metrics WHERE kind='metrics'").fetchall()
+    assert rows == [("accuracy", 0.5)]
+
+
+def test_sqlite_analysis_numbers_and_non_finite_payloads(tmp_path) -> None:
+    sink = neuroplex.create_sink("sqlite", run_dir=str(tmp_path))
+    payload = {"robust_accuracy": 0.25, "loss": float("nan"), "per_eps": {"0.1": 0.5}}
+    sink.send(Event(run_id="r", kind="analysis", name="fgsm", step=2, payload=payload))
+    sink.close()
+    db = sqlite3.connect(tmp_path / "neuroplex.sqlite")
+    rows = db.execute("SELECT metric, value FROM metrics WHERE kind='analysis' AND step=2")
+    assert dict(rows) == {"robust_accuracy": 0.25, "per_eps.0.1": 0.5}  # NaN is not a number
+    # the JSON stays readable by SQLite's JSON functions (no bare NaN token)
+    assert db.execute(
+        "SELECT json_extract(payload, '$.loss'), json_extract(payload, '$.robust_accuracy') "
+        "FROM analyses"
+    ).fetchone() == ("NaN", 0.25)
+
+
+def test_sqlite_run_status_with_resume_and_out_of_order_replay(tmp_path) -> None:
+    sink = neuroplex.create_sink("sqlite", run_dir=str(tmp_path))
+
+    db = sqlite3.connect(tmp_path / "neuroplex.sqlite")
+
+    def status() -> tuple[str, float, float]:
+        return db.execute("SELECT status, started, finished FROM runs").fetchone()
+
+    start = Event(run_id="r", kind="run_started", name="run", time=10.0)
+    sink.send(
+        Event(run_id="r", kind="run_finished", name="run", payload={"status": "failed"}, time=20.0)
+    )
+    sink.send(start)  # replayed from a spool after the finish: the run stays failed
+    assert status() == ("failed", 10.0, 20.0)
+    sink.send(Event(run_id="r", kind="run_started", name="run", time=30.0))  # resumed
+    assert status()[0] == "running"
+    sink.send(
+        Event(
+            run_id="r", kind="run_finished", name="run", payload={"status": "completed"}, time=40.0
+        )
+    )
+    assert status() == ("completed", 10.0, 40.0)
+    sink.close()
+
+
+def test_sqlite_unwritable_path_is_a_sink_error(tmp_path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SinkError, match="cannot open .*set options.path to a writable file"):
+        neuroplex.create_sink("sqlite", path=str(blocker / "sub" / "db.sqlite"))
 
 
 def test_sqlite_locked_database_is_a_sink_error_and_the_mechanic_replays(tmp_path) -> None:
@@ -95,6 +148,19 @@ def test_mlflow_run_is_readable_with_the_mlflow_client(tmp_path) -> None:
     assert run.data.metrics["deep_model.accuracy"] == 0.97
     assert run.info.status == "FINISHED"
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["model.onnx"]
+    assert run.data.tags["decision.adversarial.0"] == "retrain"
+    history = client.get_metric_history(run.info.run_id, "train_loss")
+    assert [(m.step, m.value) for m in history] == [(1, 0.5)]
+
+
+def test_mlflow_errors_are_sink_errors(tmp_path) -> None:
+    pytest.importorskip("mlflow")
+    sink = neuroplex.create_sink("mlflow", run_dir=str(tmp_path))
+    spec = {"spec": {"lr": 0.1}}
+    sink.send(Event(run_id="r", kind="run_started", name="run", payload=spec))
+    changed = {"spec": {"lr": 0.2}}  # MLflow refuses to change a logged param
+    with pytest.raises(SinkError, match="mlflow sink .*lr"):
+        sink.send(Event(run_id="r", kind="run_started", name="run", payload=changed))
 
 
 def test_tensorboard_scalars_are_readable(tmp_path) -> None:

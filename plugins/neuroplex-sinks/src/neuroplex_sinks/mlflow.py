@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from neuroplex import Event
-from neuroplex.errors import ConfigError
+from neuroplex.errors import ConfigError, SinkError
 from neuroplex_sinks._flatten import numeric_leaves
 
 __all__ = ["MlflowSink"]
@@ -24,8 +25,19 @@ def _flat_params(value: Any, prefix: str = "") -> dict[str, str]:
     return out
 
 
+def _clean(name: str) -> str:
+    """A metric or tag name MLflow accepts (alphanumerics and ``._-/ ``)."""
+    return "".join(c if c.isalnum() or c in "._-/ " else "_" for c in name)
+
+
 class MlflowSink:
     """Params from the spec, metrics per step, the ONNX model (``artifact`` events) as files.
+
+    ``run_started`` → params (the spec, flattened ``a.b.c``); ``epoch`` → metrics
+    (``train_loss``, ``metrics.accuracy``...) at step = epoch; ``metrics``/``analysis`` →
+    metrics named ``<name>.<key>``; ``decision`` → tag ``decision.<policy>.<round>`` = action;
+    ``artifact`` → the file at ``payload["path"]``; ``run_finished`` → run status
+    (``completed`` → FINISHED, else FAILED). Failures of MLflow raise :class:`SinkError`.
 
     Args:
         tracking_uri: any MLflow tracking URI (default: a file store ``<run_dir>/mlruns``).
@@ -39,6 +51,7 @@ class MlflowSink:
         run_dir: str | None = None,
     ) -> None:
         try:
+            from mlflow.exceptions import MlflowException
             from mlflow.tracking import MlflowClient
         except ImportError:
             raise ConfigError(
@@ -49,12 +62,16 @@ class MlflowSink:
             # file store needs no database packages, so it stays our zero-setup default.
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         uri = tracking_uri or (Path(run_dir or ".") / "mlruns").resolve().as_uri()
+        self._errors: tuple[type[BaseException], ...] = (MlflowException, OSError)
         self.client = MlflowClient(tracking_uri=uri)
         self.tracking_uri = uri
-        found = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = (
-            found.experiment_id if found else self.client.create_experiment(experiment)
-        )
+        try:
+            found = self.client.get_experiment_by_name(experiment)
+            self.experiment_id = (
+                found.experiment_id if found else self.client.create_experiment(experiment)
+            )
+        except self._errors as exc:
+            raise SinkError(f"mlflow sink: cannot use tracking URI {uri}: {exc}") from exc
         self._runs: dict[str, str] = {}
 
     def _run(self, event: Event) -> str:
@@ -74,6 +91,12 @@ class MlflowSink:
         return self._runs[event.run_id]
 
     def send(self, event: Event) -> None:
+        try:
+            self._send(event)
+        except self._errors as exc:
+            raise SinkError(f"mlflow sink ({self.tracking_uri}): {exc}") from exc
+
+    def _send(self, event: Event) -> None:
         run_id = self._run(event)
         if event.kind == "run_started":
             for key, value in _flat_params(event.payload.get("spec", {})).items():
@@ -81,12 +104,17 @@ class MlflowSink:
         elif event.kind in ("epoch", "metrics", "analysis"):
             prefix = "" if event.kind == "epoch" else f"{event.name}."
             for key, value in numeric_leaves(event.payload):
-                name = "".join(c if c.isalnum() or c in "._-/ " else "_" for c in prefix + key)
-                self.client.log_metric(run_id, name, value, step=event.step)
+                self.client.log_metric(run_id, _clean(prefix + key), value, step=event.step)
+        elif event.kind == "decision":
+            p = event.payload
+            tag = f"decision.{p.get('policy', event.name)}.{p.get('round', event.step)}"
+            self.client.set_tag(run_id, _clean(tag), str(p.get("action", "")))
         elif event.kind == "artifact":
             path = Path(str(event.payload.get("path", "")))
             if path.is_file():
                 self.client.log_artifact(run_id, str(path))
+            else:
+                print(f"neuroplex: mlflow sink: artifact {path} does not exist", file=sys.stderr)
         elif event.kind == "run_finished":
             status = "FINISHED" if event.payload.get("status") == "completed" else "FAILED"
             self.client.set_terminated(run_id, status=status)
