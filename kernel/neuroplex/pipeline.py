@@ -14,7 +14,9 @@ import contextlib
 import json
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -152,6 +154,24 @@ def write_json(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, a scheduler's preemption, torchrun's agent) stops a run like Ctrl-C:
+    the Trainer writes its ``interrupt`` checkpoint and the manifest says ``interrupted``."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _versions() -> dict[str, str]:
     versions = {"neuroplex": __version__, "python": platform.python_version()}
     for p in get_plugin_manager().plugins():
@@ -211,7 +231,8 @@ def run(
         stages = _Stages(run_dir, manifest)
         stages.save()
         try:
-            result = execute(spec, run_dir, stages, resume=resume)
+            with _sigterm_as_interrupt():
+                result = execute(spec, run_dir, stages, resume=resume)
         except KeyboardInterrupt:
             stages.save(status="interrupted")
             print(

@@ -14,7 +14,9 @@ import inspect
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -72,6 +74,29 @@ class _NonFinite(Exception):
 
 class _Interrupted(Exception):
     pass
+
+
+@contextlib.contextmanager
+def _stop_at_safe_points(trainer: Trainer) -> Iterator[None]:
+    """SIGINT and SIGTERM inside the training loop ask it to stop at the next safe point (the
+    end of the batch in flight, or of the epoch's bookkeeping), where a consistent ``interrupt``
+    checkpoint can be written; a second signal, or one outside the loop, stops at once.
+    Installed from the main thread only; the previous handlers come back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if trainer._stop_signal is not None or not trainer._in_loop:
+            raise KeyboardInterrupt
+        trainer._stop_signal = signum
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _batch_items(batch: Any) -> int:
@@ -176,6 +201,8 @@ class Trainer:
         self._amp_dtype: torch.dtype | None = None
         self._batch_in_epoch = 0
         self._in_batch = False
+        self._in_loop = False  # signals wait for a safe point only inside the loop
+        self._stop_signal: int | None = None
         self._partial: tuple[list[Mapping[str, Any]], list[int]] = ([], [])
 
     # ------------------------------------------------------------------ setup
@@ -409,6 +436,8 @@ class Trainer:
                     self._in_batch = False
                     if bar is not None:
                         bar.update(1)
+                    if self._stop_signal is not None:
+                        raise KeyboardInterrupt from None
                     continue
                 raise
             in_step += time.perf_counter() - t0
@@ -421,6 +450,8 @@ class Trainer:
                 bar.update(1)
             if has_batch_end:
                 self.callbacks("on_batch_end", self, index - 1, out)
+            if self._stop_signal is not None:
+                raise KeyboardInterrupt
         if bar is not None:
             bar.close()
         return metrics, counts, skipped, in_step
@@ -477,7 +508,8 @@ class Trainer:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=True)
         try:
-            return self._train(train_data, val_data, resume)
+            with _stop_at_safe_points(self):
+                return self._train(train_data, val_data, resume)
         finally:
             if cfg.deterministic:
                 torch.use_deterministic_algorithms(prev_det)
@@ -539,6 +571,8 @@ class Trainer:
         self.model.train()
         rollbacks = 0
         snapshot = None
+        self._stop_signal = None
+        self._in_loop = True
         try:
             while self.epoch < cfg.epochs and not self._stopped_early:
                 epoch = self.epoch + 1
@@ -577,7 +611,10 @@ class Trainer:
                     epoch, metrics, counts, skipped, in_step, train_time, t0, val_src
                 )
                 self._after_epoch(record, ckpt_dir)
+                if self._stop_signal is not None:
+                    raise KeyboardInterrupt
         except KeyboardInterrupt:
+            self._in_loop = False  # a second signal while saving stops at once
             if self._in_batch:  # the batch was cut halfway: its state is not consistent
                 self._event(
                     "interrupt",
@@ -588,6 +625,8 @@ class Trainer:
                 self._save(ckpt_dir, "interrupt", kind="interrupt", metrics={})
                 self._event("interrupt", "interrupted; resume with train(..., resume='last')")
             raise
+        finally:
+            self._in_loop = False
         if self._stopped_early and cfg.restore_best and self._best_state is not None:
             self.model.load_state_dict(self._best_state)
             self._event(
