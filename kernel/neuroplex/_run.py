@@ -8,10 +8,11 @@ it, else a table of its numbers).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,11 +21,17 @@ import numpy as np
 import torch
 
 from neuroplex.config import AnalyzerSpec, ModelConfig, PolicyConfig, RunSpec, TrainingConfig
-from neuroplex.errors import CheckpointError, ConfigError, ExportError
+from neuroplex.errors import CheckpointError, ConfigError, ExportError, NeuroplexError, PluginError
 from neuroplex.mechanic import Mechanic, to_plain
 from neuroplex.pipeline import RunResult, write_json
 from neuroplex.records import DataSplits, ModelRecord, resolve_factory
-from neuroplex.registry import create_analyzer, create_dataset, create_model, get_record
+from neuroplex.registry import (
+    create_analyzer,
+    create_dataset,
+    create_model,
+    get_record,
+    origin_of,
+)
 
 if TYPE_CHECKING:
     from neuroplex.pipeline import _Stages
@@ -36,6 +43,24 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def plugin_errors(component: Any, kind: str, name: str, doing: str) -> Iterator[None]:
+    """An exception from plugin code while ``doing`` something with ``component`` becomes a
+    :class:`PluginError` naming the component, its plugin and its distribution (the original
+    stays chained: ``--debug`` shows its traceback). Neuroplex's own errors pass through."""
+    try:
+        yield
+    except NeuroplexError:
+        raise
+    except Exception as exc:
+        reg = origin_of(component)
+        where = f" from {reg.origin} (plugin {reg.plugin!r})" if reg is not None else ""
+        raise PluginError(
+            f"{kind} {name!r}{where} failed while {doing}: {type(exc).__name__}: {exc} "
+            "(--debug shows the traceback)"
+        ) from exc
 
 
 # ----------------------------------------------------------------------------- data
@@ -101,7 +126,8 @@ def train_model(
     if mechanic is not None:
         callbacks.append(_EpochToMechanic(mechanic, tag))
     trainer = Trainer(model, config, step=training_step(record), callbacks=callbacks)
-    return trainer.train(train, val, resume="last" if resume else None)
+    with plugin_errors(model, "model", record.name, "training"):
+        return trainer.train(train, val, resume="last" if resume else None)
 
 
 class _EpochToMechanic:
@@ -123,7 +149,8 @@ def evaluate(
     """Test metrics through the family's ``eval_step`` (or the supervised default)."""
     from neuroplex.training import evaluate as trainer_evaluate
 
-    metrics = trainer_evaluate(model, split, step=training_step(record))
+    with plugin_errors(model, "model", record.name, "evaluating"):
+        metrics = trainer_evaluate(model, split, step=training_step(record))
     return {k: float(v) for k, v in metrics.items()}
 
 
@@ -198,7 +225,8 @@ def run_analyses(
             options.pop("input_range")
             analyzer = create_analyzer(spec.name, target, **options)
         n = min(spec.n_samples, len(x_test))
-        result = analyzer.analyze(x_test[:n], None if y_test is None else y_test[:n])
+        with plugin_errors(analyzer, "analyzer", spec.name, "analyzing"):
+            result = analyzer.analyze(x_test[:n], None if y_test is None else y_test[:n])
         key = spec.name if round_ == 0 else f"{spec.name}@round{round_}"
         results[key] = result
         mechanic.record_analysis(spec.name, result, step=round_)

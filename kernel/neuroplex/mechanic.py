@@ -1,10 +1,12 @@
 """The Mechanic: the feedback loop. It records results to every sink and applies policies.
 
-Sinks are isolated: each runs calls on its own worker thread with a timeout. A sink that
-raises or hangs never stops the run; its events go to a spool file (JSON lines) and are
+Sinks are isolated: each runs calls on its own worker thread (a daemon thread: a sink hung
+for good never keeps the process from exiting) with a timeout. A sink that raises or hangs
+never stops the run; its events go to a spool file (JSON lines) and are
 replayed, in order, on the next successful call, on :meth:`Mechanic.flush` and on
 :meth:`Mechanic.close` — or by the next Mechanic opened on the same spool directory. Every
-event is counted: ``delivered + pending == emitted`` per sink (:attr:`Mechanic.stats`).
+event is counted: ``delivered + pending == inherited + emitted`` per sink
+(:attr:`Mechanic.stats`; ``inherited`` events were in the spool when the Mechanic started).
 
 Seed API::
 
@@ -16,11 +18,12 @@ from __future__ import annotations
 
 import functools
 import json
+import queue
 import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
@@ -50,9 +53,11 @@ def to_plain(value: Any) -> Any:
 
 @attrs.define
 class SinkStats:
-    """Per-sink delivery counters. ``pending`` events sit in the spool file, not lost."""
+    """Per-sink delivery counters. ``pending`` events sit in the spool file, not lost;
+    ``inherited`` were already spooled (by an earlier process) when this Mechanic started."""
 
     name: str
+    inherited: int = 0
     emitted: int = 0
     delivered: int = 0
     failures: int = 0
@@ -63,7 +68,7 @@ class SinkStats:
 
     @property
     def lost(self) -> int:
-        return self.emitted - self.delivered - self.pending
+        return self.inherited + self.emitted - self.delivered - self.pending
 
     def to_dict(self) -> dict[str, Any]:
         return {**attrs.asdict(self), "lost": self.lost}
@@ -78,10 +83,30 @@ class _SinkWorker:
         self.spool = spool
         self.timeout_s = timeout_s
         self.stats = SinkStats(name=name)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sink-{name}")
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._work, name=f"sink-{name}", daemon=True)
+        self._thread.start()
         self._stuck: Future[Any] | None = None
         self._lock = threading.Lock()
-        self.stats.pending = len(self._read_spool())
+        self.stats.pending = self.stats.inherited = len(self._read_spool())
+
+    def _work(self) -> None:
+        """The sink's thread: runs calls one at a time, in order, until told to stop."""
+        while (item := self._queue.get()) is not None:
+            future, fn = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    def _submit(self, fn: Callable[[], Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._queue.put((future, fn))
+        return future
 
     # -- spool
     def _read_spool(self) -> list[Event]:
@@ -120,7 +145,7 @@ class _SinkWorker:
             if not self._stuck.done():
                 return False
             self._stuck = None
-        future = self._pool.submit(fn)
+        future = self._submit(fn)
         try:
             future.result(timeout=self.timeout_s)
         except FutureTimeout:
@@ -175,7 +200,7 @@ class _SinkWorker:
             self.replay()
             self._call(self.sink.flush)
             self._call(self.sink.close)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._queue.put(None)  # the thread ends after its current call (a hung one: never)
 
 
 def _sink_name(sink: Any, index: int) -> str:

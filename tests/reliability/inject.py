@@ -9,7 +9,9 @@
   ``torn`` writes half the bytes to the temporary file and ``SIGKILL``\\ s; ``after`` finishes
   the write (rename included) and then ``SIGKILL``\\ s;
 * ``NPREL_STEP_SLEEP_S=X`` — sleep X seconds in every optimizer step (widens the window for
-  kills at random times).
+  kills at random times);
+* ``NPREL_NONFINITE_AT=K:WHAT`` — on the K-th backward pass make the ``loss`` NaN, or (``grad``)
+  keep the loss finite and make every gradient flowing back from it infinite.
 
 Nothing is patched unless its variable is set; the patches wrap the kernel's own functions.
 """
@@ -56,6 +58,25 @@ def install() -> None:
                 os.kill(os.getpid(), getattr(signal, f"SIG{sig_name}"))
 
         loop.Trainer._step_group = step_group  # type: ignore[method-assign]
+    nonfinite = os.environ.get("NPREL_NONFINITE_AT")
+    if nonfinite:
+        from neuroplex.training import loop as loop_module
+
+        at_str, what = nonfinite.split(":")
+        original_optimize = loop_module.Trainer._optimize
+        seen = {"n": 0}
+
+        def optimize(self: Any, group: str, loss: Any) -> None:
+            seen["n"] += 1
+            if seen["n"] == int(at_str):
+                print(f"inject: non-finite {what} in backward pass {seen['n']}", file=sys.stderr)
+                if what == "loss":
+                    loss = loss * float("nan")
+                else:
+                    loss.register_hook(lambda g: g * float("inf"))
+            original_optimize(self, group, loss)
+
+        loop_module.Trainer._optimize = optimize  # type: ignore[method-assign]
     if kill_write:
         from neuroplex.training import checkpoint
 

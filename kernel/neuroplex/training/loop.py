@@ -383,6 +383,9 @@ class Trainer:
             if self._amp_dtype is not None
             else contextlib.nullcontext()
         )
+        # skip and rollback must catch non-finite gradients at the step they appear, before the
+        # optimizer writes them into the weights (a finite loss can still give inf gradients)
+        check_every = cfg.nonfinite_policy != "stop"
         window: list[int] = []
         window_start = -1
         if accum > 1 and source.loader is None:
@@ -404,7 +407,7 @@ class Trainer:
             n = _batch_items(batch)
             last = index == total - 1
             self._boundary = accum == 1 or (index + 1) % accum == 0 or last
-            self._want_norm = last
+            self._want_norm = last or check_every
             if accum > 1:
                 start = index - index % accum
                 if start != window_start:  # a new window (or the first after a resume)
