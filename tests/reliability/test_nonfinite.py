@@ -149,6 +149,7 @@ def _epoch_metric(db: Path, metric: str) -> list[float]:
 
 
 @pytest.mark.reliability("fault", "inf gradients in `neuroplex run`: skip / stop through the CLI")
+@pytest.mark.requires_plugins("neuroplex-sinks")  # the spec records to, and the test reads, sqlite
 @pytest.mark.parametrize("policy", ["skip", "stop"])
 def test_policies_through_the_cli(policy: str, tmp_path: Path) -> None:
     spec = tiny_spec(training={"epochs": 3, "nonfinite_policy": policy})
