@@ -126,6 +126,8 @@ class TrainingConfig:
     keep_best: int = attrs.field(default=1, validator=_non_negative)
     nonfinite_policy: NonFinitePolicy = "stop"
     strategy: Strategy = "single"
+    #: ddp: how long a collective waits for a peer before the job fails (a dead or hung rank)
+    ddp_timeout_s: float = attrs.field(default=300.0, validator=_positive)
     progress: bool | None = None
 
     def resolved_device(self) -> str:
@@ -317,10 +319,13 @@ def _first_error(exc: BaseException, cls: type[Any], path: str) -> ConfigError:
         return ConfigError(message, path=full)
     if isinstance(exc, ForbiddenExtraKeysError):
         valid = _field_names(exc.cl)
-        key = sorted(exc.extra_fields)[0]
+        key = sorted(exc.extra_fields, key=repr)[0]  # keys may be of any type (and mixed)
+        shown = key if isinstance(key, str) and key.strip() else repr(key)
+        where = ".".join(p for p in (path, shown) if p)
+        if not isinstance(key, str):
+            return ConfigError(f"keys must be strings, got {key!r}", path=where)
         close = difflib.get_close_matches(key, valid, n=3)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        where = ".".join(p for p in (path, key) if p)
         return ConfigError(f"unknown key; valid keys: {', '.join(valid)}{hint}", path=where)
     if isinstance(exc, ClassValidationError | IterableValidationError):
         # an unknown key (a typo) explains more than the missing key it causes
@@ -386,6 +391,6 @@ def load_spec(source: str | Path | Mapping[str, Any]) -> RunSpec:
         raise ConfigError(f"cannot read spec {path}: {exc}") from None
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # decode errors; ints past the digit limit
         raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}") from None
     return structure(data, RunSpec)

@@ -24,7 +24,9 @@ import pytest
 
 from ._helpers import HERE, RESULTS_ENV, run_cli, tiny_spec, write_spec
 
-CATEGORIES = ("fault", "hostile")
+#: ``control`` tests check that an injection or an input really is what the others assume
+#: (e.g. the unmutated spec is valid); the table counts them apart
+CATEGORIES = ("fault", "hostile", "control")
 
 _RESULTS: list[dict[str, Any]] = []
 
@@ -60,7 +62,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if marker is None or len(marker.args) != 2 or marker.args[0] not in CATEGORIES:
             raise pytest.UsageError(
                 f"{item.nodeid}: every reliability test needs "
-                "@pytest.mark.reliability('fault' | 'hostile', 'scenario')"
+                "@pytest.mark.reliability('fault' | 'hostile' | 'control', 'scenario')"
             )
 
 

@@ -287,7 +287,13 @@ class OnnxModule(nn.Module):
                 return "forward_only", str(reason)
             if self._source is None:
                 return "forward_only", "loaded from bytes: pass gradient_graph= explicitly"
-            path = self._source.parent / str(name)
+            folder = self._source.parent.resolve()
+            path = (folder / str(name)).resolve()
+            if Path(str(name)).is_absolute() or not path.is_relative_to(folder):
+                return "forward_only", (
+                    f"the gradient graph named in the metadata, {str(name)!r}, is outside the "
+                    f"model's folder {str(folder)!r}: refused"
+                )
             if not path.is_file():
                 return "forward_only", f"gradient graph {str(path)!r} is missing"
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
