@@ -12,6 +12,7 @@ import contextlib
 import json
 import math
 import random
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -466,6 +467,35 @@ def execute(spec: RunSpec, run_dir: Path, stages: _Stages, *, resume: bool) -> R
     finally:
         stats = mechanic.close()
         stages.save(sinks={k: v.to_dict() for k, v in stats.items()})
+
+
+def execute_worker(spec: RunSpec, run_dir: Path, *, resume: bool) -> RunResult:
+    """A ``torchrun`` worker of rank > 0: the same data, model and training as rank 0 (the
+    gradients are averaged across the group), and nothing else: rank 0 alone owns the run
+    directory (manifest, checkpoints, sinks, export, analysis, report)."""
+    seed_everything(spec.training.seed)
+    data = load_data(spec)
+    seed_everything(spec.training.seed)
+    record = model_record(spec.model)
+    model = create_model(spec.model)
+    start = time.perf_counter()
+    train_model(
+        model,
+        record,
+        _training_config(spec, run_dir),
+        data.train,
+        data.val,
+        resume=resume,
+        mechanic=None,
+        tag=spec.model.name,
+    )
+    return RunResult(
+        run_dir=run_dir,
+        run_id="",
+        status="worker",
+        test_metrics={},
+        stage_seconds={"train": round(time.perf_counter() - start, 3)},
+    )
 
 
 def _sink_with_defaults(

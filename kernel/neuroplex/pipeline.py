@@ -185,6 +185,16 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+def _worker_rank(spec: RunSpec) -> int:
+    """This process's rank under ``torchrun`` when the spec trains with ``ddp``, else 0."""
+    if spec.training.strategy != "ddp":
+        return 0
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        raise ConfigError(f"RANK={os.environ['RANK']!r} is not an integer") from None
+
+
 def _run_dir(spec: RunSpec, output: str | Path | None) -> Path:
     return Path(output) if output else Path(spec.output_dir) / spec.name
 
@@ -203,9 +213,12 @@ def run(
         spec = attrs.evolve(spec, training=attrs.evolve(spec.training, epochs=epochs))
     with _plugins_for(spec):
         check_requirements(spec)
-        from neuroplex._run import execute
+        from neuroplex._run import execute, execute_worker
 
         run_dir = _run_dir(spec, output)
+        if _worker_rank(spec) > 0:
+            with _sigterm_as_interrupt():
+                return execute_worker(spec, run_dir, resume=resume)
         manifest_path = run_dir / "manifest.json"
         if resume:
             if not manifest_path.is_file():
@@ -250,7 +263,8 @@ def run(
 
 # ----------------------------------------------------------------------------- CLI glue
 def run_cli(args: Any) -> int:
-    nproc = int(getattr(args, "nproc", 1) or 1)
+    nproc = getattr(args, "nproc", None)
+    nproc = 1 if nproc is None else int(nproc)
     if nproc < 1:
         raise ConfigError(f"--nproc must be >= 1, got {nproc}")
     if nproc > 1 and "LOCAL_RANK" not in os.environ:

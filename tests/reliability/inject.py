@@ -1,7 +1,8 @@
 """``python inject.py ARGS``: the ``neuroplex`` CLI with fault injection, configured by env.
 
 * ``NPREL_KILL_AFTER_STEPS=K`` — ``SIGKILL`` this process right after the K-th optimizer step
-  (mid-batch: the weights moved, the step counter has not);
+  (mid-batch: the weights moved, the step counter has not); with ``NPREL_KILL_RANK=R`` only the
+  ``torchrun`` worker of rank ``R`` is killed;
 * ``NPREL_SIGNAL_AFTER_STEPS=K:SIG`` — send this process ``SIG`` (``TERM`` or ``INT``) right
   after the K-th optimizer step, then keep going (the handler decides what happens);
 * ``NPREL_KILL_IN_WRITE=N:MODE`` — on the N-th checkpoint file write (``.pt`` and ``.json``
@@ -43,6 +44,9 @@ def install() -> None:
         original_step = loop.Trainer._step_group
         count = {"n": 0}
         kill_at = int(kill_after) if kill_after else None
+        kill_rank = os.environ.get("NPREL_KILL_RANK")
+        if kill_rank is not None and os.environ.get("RANK", "0") != kill_rank:
+            kill_at = None
         sig_at, sig_name = [*signal_after.split(":"), "TERM"][:2] if signal_after else ("", "")
 
         def step_group(self: Any, group: str) -> None:
@@ -51,7 +55,8 @@ def install() -> None:
             if sleep_s:
                 time.sleep(sleep_s)
             if kill_at is not None and count["n"] == kill_at:
-                print(f"inject: SIGKILL after step {count['n']}", file=sys.stderr)
+                rank = os.environ.get("RANK", "0")
+                print(f"inject: SIGKILL rank {rank} after step {count['n']}", file=sys.stderr)
                 _die()
             if sig_at and count["n"] == int(sig_at):
                 print(f"inject: SIG{sig_name} after step {count['n']}", file=sys.stderr)

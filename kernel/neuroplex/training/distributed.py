@@ -10,12 +10,15 @@ writes checkpoints, logs and shows progress.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+from typing import Any
 
 import torch
 
-from neuroplex.errors import ConfigError
+from neuroplex.errors import ConfigError, TrainingError
 
 __all__ = ["Strategy", "make_strategy"]
 
@@ -44,12 +47,19 @@ class Strategy:
         """Rank 0's value of ``flag`` everywhere (e.g. early stopping)."""
         return flag
 
+    def gather_objects(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj``, in rank order (e.g. RNG states for a checkpoint)."""
+        return [obj]
+
     def teardown(self) -> None:
         """Release what :meth:`setup` created."""
 
 
 class DDPStrategy(Strategy):
-    def __init__(self) -> None:
+    """Gradient averaging across the ``torchrun`` group; ``timeout_s`` bounds every collective,
+    so a rank that died or hangs fails the job instead of blocking its peers for ever."""
+
+    def __init__(self, timeout_s: float = 300.0) -> None:
         import torch.distributed as dist
 
         if not dist.is_available():
@@ -58,6 +68,7 @@ class DDPStrategy(Strategy):
                 path="training.strategy",
             )
         self.dist = dist
+        self.timeout = timedelta(seconds=timeout_s)
         self._owns_group = False
         self.device = torch.device("cpu")
 
@@ -74,13 +85,27 @@ class DDPStrategy(Strategy):
             backend = "nccl" if device.type == "cuda" else "gloo"
             if device.type == "cuda" and "LOCAL_RANK" in os.environ:
                 torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-            dist.init_process_group(backend=backend)
+            dist.init_process_group(backend=backend, timeout=self.timeout)
             self._owns_group = True
         self.rank = dist.get_rank()
         self.world_size = dist.get_world_size()
         with torch.no_grad():
             for tensor in [*model.parameters(), *model.buffers()]:
                 dist.broadcast(tensor.data, src=0)
+
+    @contextlib.contextmanager
+    def _collective(self, what: str) -> Iterator[None]:
+        """A collective that fails (a peer died, hung past the timeout, or lost its socket) is
+        a :class:`TrainingError` saying so and how to continue, not a backend traceback."""
+        try:
+            yield
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise TrainingError(
+                f"ddp rank {self.rank}/{self.world_size}: {what} failed, another process died "
+                f"or did not answer within ddp_timeout_s={self.timeout.total_seconds():g}: "
+                f"{first}; the last checkpoint is kept: rerun with --resume"
+            ) from exc
 
     def average_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
         if self.world_size == 1:
@@ -89,7 +114,8 @@ class DDPStrategy(Strategy):
         if not grads:
             return
         flat = torch.cat([g.reshape(-1) for g in grads])
-        self.dist.all_reduce(flat)
+        with self._collective("averaging gradients"):
+            self.dist.all_reduce(flat)
         flat.div_(self.world_size)
         offset = 0
         for g in grads:
@@ -101,31 +127,44 @@ class DDPStrategy(Strategy):
         if self.world_size == 1 or not values:
             return values
         t = torch.tensor(values, dtype=torch.float64, device=self.device)
-        self.dist.all_reduce(t)
+        with self._collective("reducing metrics"):
+            self.dist.all_reduce(t)
         return [float(v) for v in t.tolist()]
 
     def broadcast_flag(self, flag: bool) -> bool:
         if self.world_size == 1:
             return flag
         t = torch.tensor([1.0 if flag else 0.0], device=self.device)
-        self.dist.broadcast(t, src=0)
+        with self._collective("broadcasting a flag"):
+            self.dist.broadcast(t, src=0)
         return bool(t.item() > 0.5)
+
+    def gather_objects(self, obj: Any) -> list[Any]:
+        if self.world_size == 1:
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        with self._collective("gathering checkpoint state"):
+            self.dist.all_gather_object(out, obj)
+        return out
 
     def teardown(self) -> None:
         if self._owns_group and self.dist.is_initialized():
             # every rank reaches the end before the group goes away: without this, a rank that
             # tears down while its peer still finishes gloo work can abort at exit
-            self.dist.barrier()
+            # a barrier that fails here follows a failure already raised (a dead peer): the
+            # group is released all the same and the first error stays the one reported
+            with contextlib.suppress(RuntimeError):
+                self.dist.barrier()
             self.dist.destroy_process_group()
             self._owns_group = False
 
 
-def make_strategy(name: str) -> Strategy:
-    """``"single"`` or ``"ddp"``."""
+def make_strategy(name: str, *, timeout_s: float = 300.0) -> Strategy:
+    """``"single"`` or ``"ddp"`` (``timeout_s``: the ddp collectives' timeout)."""
     if name == "single":
         return Strategy()
     if name == "ddp":
-        return DDPStrategy()
+        return DDPStrategy(timeout_s)
     raise ConfigError(
         f"unknown strategy {name!r}; strategies: single, ddp", path="training.strategy"
     )

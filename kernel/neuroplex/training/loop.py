@@ -502,7 +502,7 @@ class Trainer:
         starts afresh; a corrupt checkpoint is reported and the previous good one used.
         """
         cfg = self.config
-        self.strategy = make_strategy(cfg.strategy)
+        self.strategy = make_strategy(cfg.strategy, timeout_s=cfg.ddp_timeout_s)
         self.device = self._resolve_device()
         self.model.to(self.device)
         self.strategy.setup(self.model, self.device)
@@ -624,7 +624,11 @@ class Trainer:
                     "interrupted inside a batch; resume='last' continues from the last "
                     "epoch checkpoint",
                 )
-            elif ckpt_dir is not None and self.strategy.is_main and self._batch_in_epoch > 0:
+            elif (
+                ckpt_dir is not None and self.strategy.world_size == 1 and self._batch_in_epoch > 0
+            ):
+                # under ddp the ranks stop at different safe points and rank 0 alone cannot
+                # save the others' state: resume continues from the last epoch checkpoint
                 self._save(ckpt_dir, "interrupt", kind="interrupt", metrics={})
                 self._event("interrupt", "interrupted; resume with train(..., resume='last')")
             raise
@@ -710,11 +714,20 @@ class Trainer:
                 f"{self._best[1] if self._best else '?'}",
             )
         self.callbacks("on_epoch_end", self, record)
+        # every rank's RNG states (each rank's last batch may be of another size, so their
+        # streams differ): a resumed ddp run draws what an uninterrupted one would
+        rng_ranks = self.strategy.gather_objects(_rng_state()) if ckpt_dir is not None else None
         if ckpt_dir is not None and self.strategy.is_main:
             metrics = {"train_loss": record.train_loss, "val_loss": record.val_loss}
             metrics.update({f"train_{k}": v for k, v in record.train_metrics.items()})
             metrics.update({f"val_{k}": v for k, v in record.val_metrics.items()})
-            info = self._save(ckpt_dir, f"epoch-{record.epoch:04d}", kind="epoch", metrics=metrics)
+            info = self._save(
+                ckpt_dir,
+                f"epoch-{record.epoch:04d}",
+                kind="epoch",
+                metrics=metrics,
+                rng_ranks=rng_ranks,
+            )
             prune_checkpoints(
                 ckpt_dir,
                 keep_last=cfg.keep_last,
@@ -794,7 +807,13 @@ class Trainer:
         }
 
     def _save(
-        self, directory: Path, stem: str, *, kind: str, metrics: Mapping[str, Any]
+        self,
+        directory: Path,
+        stem: str,
+        *,
+        kind: str,
+        metrics: Mapping[str, Any],
+        rng_ranks: list[Any] | None = None,
     ) -> CheckpointInfo:
         from neuroplex.config import unstructure
 
@@ -810,7 +829,10 @@ class Trainer:
             "config": unstructure(self.config),
             "versions": _versions(),
         }
-        return save_checkpoint(directory, stem, self.state_dict(), manifest)
+        state = self.state_dict()
+        if rng_ranks is not None and len(rng_ranks) > 1:
+            state["rng_ranks"] = rng_ranks
+        return save_checkpoint(directory, stem, state, manifest)
 
     def _clear_stale(self, directory: Path) -> None:
         stale = find_checkpoints(directory)
@@ -890,7 +912,18 @@ class Trainer:
         self._best = None if best is None else (float(best[0]), int(best[1]))
         self._best_state = state.get("best_state")
         self._bad_epochs = int(state["bad_epochs"])
-        _set_rng_state(state["rng"])
+        ranks = state.get("rng_ranks")
+        rank, world = self.strategy.rank, self.strategy.world_size
+        if ranks is not None and len(ranks) == world:
+            _set_rng_state(ranks[rank])
+        else:
+            _set_rng_state(state["rng"])
+            if world > 1:
+                self._event(
+                    "resume",
+                    f"the checkpoint holds the RNG states of {len(ranks or [0])} process(es), "
+                    f"this run has {world}: every rank continues with rank 0's",
+                )
 
 
 # ---------------------------------------------------------------------- helpers

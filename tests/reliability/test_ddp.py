@@ -1,0 +1,109 @@
+"""Under ``torchrun``, one worker killed: the job fails cleanly (no hang past a stated timeout)
+and ``neuroplex run --nproc 2 --resume`` continues from the last checkpoint, ending with the
+weights of an uninterrupted 2-process run, bit for bit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ._helpers import (
+    INJECT,
+    REPO,
+    assert_no_torn_checkpoint,
+    assert_same_weights,
+    cli_env,
+    final_weights,
+    manifest,
+    run_cli,
+    tiny_spec,
+    write_spec,
+)
+
+pytestmark = [
+    pytest.mark.requires_plugins(
+        "neuroplex-models", "neuroplex-datasets", "neuroplex-optim", "neuroplex-sinks"
+    ),
+    pytest.mark.skipif(
+        not __import__("torch").distributed.is_available(), reason="no torch.distributed"
+    ),
+]
+
+#: the job must be over this long after the kill (torchrun notices a dead worker within
+#: seconds and stops the rest; ``training.ddp_timeout_s`` bounds a collective that waits)
+FAIL_WITHIN_S = 90.0
+DDP_TIMEOUT_S = 60.0
+#: gloo on a loaded 2-core machine occasionally aborts a rank at exit after finishing
+#: (tests/training/test_distributed.py); such a launch is retried once, nothing else is
+TEARDOWN_ABORT = "terminate called without an active exception"
+
+
+def _spec(tmp_path: Path) -> Path:
+    spec = tiny_spec(
+        training={"epochs": 4, "strategy": "ddp", "ddp_timeout_s": DDP_TIMEOUT_S},
+    )
+    return write_spec(tmp_path / "spec.json", spec)
+
+
+def _torchrun(
+    *args: str | Path, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess:
+    """``torchrun --nproc-per-node 2 inject.py ARGS`` (the CLI with fault injection per rank)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        str(INJECT),
+        *map(str, args),
+    ]
+    try:
+        return subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"torchrun hung for more than {timeout:g}s after a worker died: {exc}")
+
+
+def _run_ddp(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """``neuroplex run ... --nproc 2`` through the CLI's own torchrun launcher."""
+    env = cli_env(OMP_NUM_THREADS="1")
+    for _ in range(2):
+        done = run_cli("run", *args, "--nproc", "2", env=env)
+        if done.returncode == 0 or TEARDOWN_ABORT not in done.stderr:
+            return done
+    return done
+
+
+@pytest.mark.reliability("fault", "one torchrun worker killed (SIGKILL), then --resume")
+def test_a_killed_worker_fails_the_job_cleanly_and_resume_is_bit_identical(
+    tmp_path: Path, reliability
+) -> None:
+    spec = _spec(tmp_path)
+    reference = tmp_path / "reference"
+    done = _run_ddp(spec, "--output", reference)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    out = tmp_path / "run"
+    # 37 steps per epoch per rank: rank 1 dies in the middle of epoch 3
+    env = cli_env(OMP_NUM_THREADS="1", NPREL_KILL_AFTER_STEPS="90", NPREL_KILL_RANK="1")
+    start = time.monotonic()
+    killed = _torchrun("run", spec, "--output", out, env=env, timeout=FAIL_WITHIN_S)
+    took = time.monotonic() - start
+    assert "inject: SIGKILL rank 1 after step 90" in killed.stderr, killed.stderr[-3000:]
+    assert killed.returncode != 0, "the job went on although a worker died"
+    assert took < FAIL_WITHIN_S
+    assert manifest(out)["status"] != "completed"
+    assert assert_no_torn_checkpoint(out) >= 1  # rank 0 kept its epoch checkpoints
+
+    resumed = _run_ddp(spec, "--resume", "--output", out)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Traceback" not in resumed.stderr
+    assert manifest(out)["status"] == "completed"
+    assert_same_weights(final_weights(out), final_weights(reference))
+    reliability.tried(1)
