@@ -469,6 +469,24 @@ def execute(spec: RunSpec, run_dir: Path, stages: _Stages, *, resume: bool) -> R
         stages.save(sinks={k: v.to_dict() for k, v in stats.items()})
 
 
+def _train_spec(
+    spec: RunSpec,
+    run_dir: Path,
+    model: torch.nn.Module,
+    record: ModelRecord,
+    data: DataSplits,
+    *,
+    resume: bool,
+    mechanic: Mechanic | None,
+) -> Any:
+    """Train ``model`` as the spec says, checkpointing into ``run_dir/checkpoints``."""
+    config = _training_config(spec, run_dir)
+    return train_model(
+        model, record, config, data.train, data.val, resume=resume, mechanic=mechanic,
+        tag=spec.model.name,
+    )  # fmt: skip
+
+
 def execute_worker(spec: RunSpec, run_dir: Path, *, resume: bool) -> RunResult:
     """A ``torchrun`` worker of rank > 0: the same data, model and training as rank 0 (the
     gradients are averaged across the group), and nothing else: rank 0 alone owns the run
@@ -479,16 +497,7 @@ def execute_worker(spec: RunSpec, run_dir: Path, *, resume: bool) -> RunResult:
     record = model_record(spec.model)
     model = create_model(spec.model)
     start = time.perf_counter()
-    train_model(
-        model,
-        record,
-        _training_config(spec, run_dir),
-        data.train,
-        data.val,
-        resume=resume,
-        mechanic=None,
-        tag=spec.model.name,
-    )
+    _train_spec(spec, run_dir, model, record, data, resume=resume, mechanic=None)
     return RunResult(
         run_dir=run_dir,
         run_id="",
@@ -518,16 +527,7 @@ def _execute(
         record = model_record(spec.model)
         model = create_model(spec.model)
     with stages.stage("train"):
-        history = train_model(
-            model,
-            record,
-            _training_config(spec, run_dir),
-            data.train,
-            data.val,
-            resume=resume,
-            mechanic=mechanic,
-            tag=spec.model.name,
-        )
+        history = _train_spec(spec, run_dir, model, record, data, resume=resume, mechanic=mechanic)
     with stages.stage("evaluate"):
         test_metrics = evaluate(model, record, data.test)
         mechanic.record_performance(spec.model.name, test_metrics, step=0)
