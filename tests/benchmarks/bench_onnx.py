@@ -5,7 +5,8 @@ Run directly (not part of the test run)::
     python tests/benchmarks/bench_onnx.py [--repeats 50] [--threads N] [--batches 1,64,256]
 
 For each model family (MLP, CNN, transformer encoder, GAN generator, autoencoder) the script
-exports the model with :func:`neuroplex.onnx.export_onnx` (verified against PyTorch), then
+exports the model with :func:`neuroplex.onnx.export_onnx` (verified against PyTorch; the
+gradient graph for the CNN only), then
 times inference of the same batch in one process, both sides with the same number of
 intra-op threads: PyTorch eager under ``torch.inference_mode()`` against ``OnnxModule``
 (ONNX Runtime, ``ORT_ENABLE_ALL`` graph optimizations, including the wrapper's input checks
@@ -27,27 +28,36 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from benchlib import Goal, Options, Table, iqr, missing, ms, ratio, verdict
 from torch import nn
 
+#: (median seconds of the first function, of the second, per-run ratios first/second)
+Paired = tuple[float, float, list[float]]
 
-def _paired_median_ms(
-    first: Callable[[], Any], second: Callable[[], Any], repeats: int
-) -> tuple[float, float]:
-    """Median ms of each function, runs interleaved so both see the same machine load."""
+
+def _paired(first: Callable[[], Any], second: Callable[[], Any], repeats: int) -> Paired:
+    """Median seconds of each function and the per-run ratios first/second, runs interleaved
+    so both see the same machine load."""
     for _ in range(3):  # warm-up
         first()
         second()
-    times: tuple[list[float], list[float]] = ([], [])
+    pairs = []
     for _ in range(repeats):
-        for fn, bucket in ((first, times[0]), (second, times[1])):
-            start = time.perf_counter()
-            fn()
-            bucket.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times[0]), 1000.0 * statistics.median(times[1])
+        start = time.perf_counter()
+        first()
+        middle = time.perf_counter()
+        second()
+        pairs.append((middle - start, time.perf_counter() - middle))
+    return (
+        statistics.median(p[0] for p in pairs),
+        statistics.median(p[1] for p in pairs),
+        [p[0] / p[1] for p in pairs],
+    )
 
 
 class _Transformer(nn.Module):
@@ -62,6 +72,7 @@ class _Transformer(nn.Module):
 
 
 def _families() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
+    """One model of each family (eval mode) and its input shape."""
     torch.manual_seed(0)
     mlp = nn.Sequential(
         nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, 10)
@@ -90,69 +101,198 @@ def _families() -> dict[str, tuple[nn.Module, tuple[int, ...]]]:
     }
 
 
+@dataclass
+class Timing:
+    """One paired comparison: PyTorch and ONNX Runtime seconds and the per-run ratios."""
+
+    model: str
+    batch: int
+    torch_s: float
+    ort_s: float
+    ratios: list[float]
+
+    @property
+    def speedup(self) -> float:
+        """PyTorch time / ONNX Runtime time (of the medians)."""
+        return self.torch_s / self.ort_s
+
+
+def _inference(model: nn.Module, runtime: Any, x: torch.Tensor, repeats: int) -> Paired:
+    """Paired inference timing of eager PyTorch vs ``OnnxModule`` on ``x``."""
+    with torch.inference_mode():
+        torch.testing.assert_close(runtime(x), model(x), atol=1e-4, rtol=1e-3)
+
+    def run_torch() -> Any:
+        with torch.inference_mode():
+            return model(x)
+
+    def run_ort() -> Any:
+        return runtime(x)  # needs no grad-mode context: x does not require grad
+
+    return _paired(run_torch, run_ort, repeats)
+
+
+def _gradient(model: nn.Module, runtime: Any, shape: tuple[int, ...], repeats: int) -> Paired:
+    """Paired timing of forward + input gradient, autograd vs the exported VJP graph."""
+    x = torch.rand(64, *shape)
+    w = torch.randn(64, 10)
+
+    def grad(m: nn.Module) -> torch.Tensor:
+        xg = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad((m(xg) * w).sum(), xg)
+        return g
+
+    diff = (grad(runtime) - grad(model)).abs().max().item()
+    assert diff <= 1e-6, f"gradients disagree: {diff}"
+    return _paired(lambda: grad(model), lambda: grad(runtime), repeats)
+
+
+def measure(
+    repeats: int, threads: int, batches: list[int], families: list[str] | None = None
+) -> tuple[list[Timing], Timing | None]:
+    """Inference timings of every family (or those whose name starts with one of
+    ``families``) at each batch size, and the CNN's gradient-path timing at batch 64."""
+    from neuroplex.onnx import export_onnx, load_onnx
+
+    torch.set_num_threads(threads)
+    rows: list[Timing] = []
+    grad_row = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (model, shape) in _families().items():
+            if families is not None and name.split()[0] not in families:
+                continue
+            path = Path(tmp) / f"{name.split()[0]}.onnx"
+            cnn = name.startswith("cnn")  # only the CNN's gradient path is timed
+            export_onnx(model, torch.rand(4, *shape), path, gradients=cnn, progress=False)
+            runtime = load_onnx(path, device="cpu", intra_op_threads=threads)
+            for batch in batches:
+                x = torch.rand(batch, *shape)
+                rows.append(Timing(name, batch, *_inference(model, runtime, x, repeats)))
+            if cnn:
+                grad_row = Timing(name, 64, *_gradient(model, runtime, shape, repeats))
+    return rows, grad_row
+
+
+INFERENCE = "2. Inference: ONNX Runtime vs PyTorch eager (CPU)"
+GRADIENT = "3. Gradient path: ONNX Runtime (forward + VJP graph) vs autograd (CPU)"
+COLUMNS = [
+    "model",
+    "batch",
+    "PyTorch ms",
+    "ONNX Runtime ms",
+    "ratio (speed-up: PyTorch / ORT)",
+    "goal",
+    "status",
+]
+#: the README's goals: batch 1 >= 2x for the MLP and the CNN, >= 1x everywhere else
+BATCH1_GOAL = {"mlp": 2.0, "cnn": 2.0}
+
+
+def _goal(family: str, batch: int) -> Goal:
+    """The speed-up goal of a family at a batch size."""
+    return Goal(">=", BATCH1_GOAL.get(family, 1.0) if batch == 1 else 1.0)
+
+
+def _cause(family: str, batch: int) -> str:
+    """Why ORT may fall short of its goal for this row."""
+    if batch == 1:
+        return (
+            "at batch 1 a call takes tens of µs: OnnxModule's per-call input checks and tensor "
+            "conversion are a large share of it"
+        )
+    if family == "transformer":
+        return (
+            "attention is compute-bound at this batch: ORT's MultiHeadAttention and PyTorch's "
+            "kernels are on par"
+        )
+    return (
+        "compute-bound at this batch: both run comparable kernels, so ORT's lower per-call "
+        "overhead is a small share"
+    )
+
+
+def _method(opts: Options, repeats: int, what: str, torch_side: str) -> str:
+    """How sections 2 and 3 measure."""
+    import onnxruntime as ort
+
+    return (
+        f"{what}; {opts.threads} intra-op thread(s) on both sides, onnxruntime "
+        f"{ort.__version__} (CPU provider, `ORT_ENABLE_ALL`), median wall time of {repeats} "
+        f"runs after 3 warm-ups, the two sides interleaved run by run; PyTorch {torch_side}, "
+        "ORT through `OnnxModule` (input checks and tensor conversion included); results "
+        "checked to agree first. A gap's spread is the interquartile range of the per-run ratios"
+    )
+
+
+def _row(table: Table, t: Timing, goal: Goal, cause: str) -> None:
+    """A timing row with its goal and verdict."""
+    table.add(
+        t.model,
+        t.batch,
+        ms(t.torch_s),
+        ms(t.ort_s),
+        ratio(t.speedup),
+        goal.text,
+        verdict(t.speedup, goal, cause, iqr(t.ratios)),
+    )
+
+
+def sections(opts: Options) -> list[Table]:
+    """Sections 2 (inference, every family at batch 1/64/256) and 3 (gradient path)."""
+    gone = missing(modules=["onnx", "onnxruntime", "onnxscript"])
+    if gone:
+        from benchlib import skipped
+
+        reason = f"needs {', '.join(gone)} (not installed)"
+        return [skipped("inference", INFERENCE, reason), skipped("gradient", GRADIENT, reason)]
+    repeats = opts.pick(100, 5)
+    batches = [1] if opts.smoke else [1, 64, 256]
+    families = ["cnn"] if opts.smoke else None
+    rows, grad_row = measure(repeats, opts.threads, batches, families)
+    what = "Inference of the same batch" + (" (smoke: CNN, batch 1)" if opts.smoke else "")
+    method = _method(opts, repeats, what, "eager under `torch.inference_mode()`")
+    inference = Table("inference", INFERENCE, method, COLUMNS)
+    for t in rows:
+        family = t.model.split()[0]
+        _row(inference, t, _goal(family, t.batch), _cause(family, t.batch))
+    what = "Forward + input gradient (`torch.autograd.grad`), CNN, batch 64"
+    method = _method(opts, repeats, what, "autograd; ORT: forward session + VJP session")
+    gradient = Table("gradient", GRADIENT, method, COLUMNS)
+    if grad_row is not None:
+        cause = (
+            "the VJP graph takes (input, grad_output) and re-runs the forward pass it needs, "
+            "so the ORT path computes the forward twice where autograd keeps its activations"
+        )
+        _row(gradient, grad_row, Goal(">=", 1.0), cause)
+    return [inference, gradient]
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """The stand-alone CLI: a Markdown table of inference and gradient-path timings."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--batches", default="1,64,256")
     args = parser.parse_args()
-    batches = [int(b) for b in args.batches.split(",")]
-    torch.set_num_threads(args.threads)
-
     import onnxruntime as ort
 
-    from neuroplex.onnx import export_onnx, load_onnx
-
-    rows = []
-    grad_row = None
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, (model, shape) in _families().items():
-            path = Path(tmp) / f"{name.split()[0]}.onnx"
-            result = export_onnx(model, torch.rand(4, *shape), path, progress=False)
-            runtime = load_onnx(path, device="cpu", intra_op_threads=args.threads)
-            for batch in batches:
-                x = torch.rand(batch, *shape)
-                with torch.inference_mode():
-                    torch.testing.assert_close(runtime(x), model(x), atol=1e-4, rtol=1e-3)
-
-                def run_torch(m: nn.Module = model, x: torch.Tensor = x) -> Any:
-                    with torch.inference_mode():
-                        return m(x)
-
-                def run_ort(m: nn.Module = runtime, x: torch.Tensor = x) -> Any:
-                    return m(x)  # needs no grad-mode context: x does not require grad
-
-                t_torch, t_ort = _paired_median_ms(run_torch, run_ort, args.repeats)
-                rows.append((name, batch, t_torch, t_ort, result.graphs[0].tier))
-            if name.startswith("cnn"):
-                x = torch.rand(64, *shape)
-                w = torch.randn(64, 10)
-
-                def grad(m: nn.Module, x: torch.Tensor = x, w: torch.Tensor = w) -> torch.Tensor:
-                    xg = x.clone().requires_grad_(True)
-                    (g,) = torch.autograd.grad((m(xg) * w).sum(), xg)
-                    return g
-
-                diff = (grad(runtime) - grad(model)).abs().max().item()
-                assert diff <= 1e-6, f"gradients disagree: {diff}"
-                t_torch, t_ort = _paired_median_ms(
-                    lambda m=model: grad(m), lambda m=runtime: grad(m), args.repeats
-                )
-                grad_row = (name, 64, t_torch, t_ort)
-
+    rows, grad_row = measure(args.repeats, args.threads, [int(b) for b in args.batches.split(",")])
     print(
         f"torch {torch.__version__}, onnxruntime {ort.__version__}, threads {args.threads}, "
         f"median of {args.repeats} runs\n"
     )
     print("| model | batch | PyTorch eager ms | ONNX Runtime ms | speed-up (torch/ORT) |")
     print("|---|---:|---:|---:|---:|")
-    for name, batch, t_torch, t_ort, _tier in rows:
-        print(f"| {name} | {batch} | {t_torch:.3f} | {t_ort:.3f} | {t_torch / t_ort:.2f}x |")
-    if grad_row is not None:
-        name, batch, t_torch, t_ort = grad_row
+    for r in rows:
         print(
-            f"| {name}: forward + input gradient | {batch} | {t_torch:.3f} | {t_ort:.3f} | "
-            f"{t_torch / t_ort:.2f}x |"
+            f"| {r.model} | {r.batch} | {1e3 * r.torch_s:.3f} | {1e3 * r.ort_s:.3f} | "
+            f"{r.speedup:.2f}x |"
+        )
+    if grad_row is not None:
+        r = grad_row
+        print(
+            f"| {r.model}: forward + input gradient | {r.batch} | {1e3 * r.torch_s:.3f} | "
+            f"{1e3 * r.ort_s:.3f} | {r.speedup:.2f}x |"
         )
 
 
