@@ -33,6 +33,7 @@ import sysconfig
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 CONSTRAINTS = ROOT / ".ci" / "constraints.txt"
@@ -201,6 +202,42 @@ class InstalledDistributionsOnly:
         return None  # let pytest decide
 
 
+#: ``NEUROPLEX_TOX_PLUGIN_TESTS_ONLY=1``: a plugin-set environment runs only the tests whose
+#: outcome can depend on the plugins installed (see :class:`PluginDependentOnly`)
+PLUGIN_TESTS_ONLY = "NEUROPLEX_TOX_PLUGIN_TESTS_ONLY"
+#: tests below these directories are about plugins whatever their markers say
+PLUGIN_TEST_DIRS = ("plugins", "tests/ecosystem", "tests/fixtures")
+
+
+class PluginDependentOnly:
+    """pytest plugin: deselect the tests that need no plugin (no ``requires_plugins`` marker,
+    not under :data:`PLUGIN_TEST_DIRS`). They give the same result whatever plugins are
+    installed and already run twice, at both ends of the matrix: in ``bare`` (no plugin) and in
+    ``.ci/test``'s main run (every plugin); running them again in ``core``, ``analysis`` and
+    ``full`` would only cost CI minutes."""
+
+    def __init__(self) -> None:
+        self.roots = [ROOT / d for d in PLUGIN_TEST_DIRS]
+
+    def _about_plugins(self, item: Any) -> bool:
+        path = Path(str(item.path)).resolve()
+        if any(root == path or root in path.parents for root in self.roots):
+            return True
+        return item.get_closest_marker("requires_plugins") is not None
+
+    def pytest_collection_modifyitems(self, config: Any, items: list[Any]) -> None:
+        keep = [item for item in items if self._about_plugins(item)]
+        dropped = [item for item in items if not self._about_plugins(item)]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = keep
+            print(
+                f"toxenv: {len(dropped)} tests that need no plugin deselected "
+                f"(they run in bare and in the main run); {len(keep)} kept",
+                flush=True,
+            )
+
+
 def cmd_pytest(args: list[str]) -> int:
     """pytest in this process, with the repo's testpaths (``tests``, ``plugins``) or the paths in
     ``args``, collecting only the plugin directories whose distribution is installed."""
@@ -211,7 +248,10 @@ def cmd_pytest(args: list[str]) -> int:
     selector = InstalledDistributionsOnly()
     skipped = sorted(str(d.relative_to(ROOT)) for d in selector.absent)
     print(f"toxenv: pytest {' '.join(args)} (not installed, not collected: {skipped})", flush=True)
-    rc = int(pytest.main(args, plugins=[selector]))
+    plugins: list[Any] = [selector]
+    if os.environ.get(PLUGIN_TESTS_ONLY, "") not in ("", "0"):
+        plugins.append(PluginDependentOnly())
+    rc = int(pytest.main(args, plugins=plugins))
     if rc == 5:
         print("toxenv: pytest collected no tests: failing", file=sys.stderr)
         return 1

@@ -13,6 +13,8 @@ pytest.importorskip("neuroplex_models")
 import neuroplex
 from neuroplex.onnx import export_onnx, load_onnx
 
+pytestmark = pytest.mark.requires_plugins("neuroplex-models")
+
 
 def _example(record: Any) -> torch.Tensor:
     assert record.example_input is not None, f"model {record.name!r} has no example_input"
