@@ -212,9 +212,9 @@ PLUGIN_TEST_DIRS = ("plugins", "tests/ecosystem", "tests/fixtures")
 class PluginDependentOnly:
     """pytest plugin: deselect the tests that need no plugin (no ``requires_plugins`` marker,
     not under :data:`PLUGIN_TEST_DIRS`). They give the same result whatever plugins are
-    installed and already run twice, at both ends of the matrix: in ``bare`` (no plugin) and in
-    ``.ci/test``'s main run (every plugin); running them again in ``core``, ``analysis`` and
-    ``full`` would only cost CI minutes."""
+    installed, and run in ``bare`` (no plugin; and in ``.ci/test``'s editable run when the
+    matrix is off); running them again in ``core``, ``analysis`` and ``full`` would only cost CI
+    minutes."""
 
     def __init__(self) -> None:
         self.roots = [ROOT / d for d in PLUGIN_TEST_DIRS]
@@ -233,7 +233,7 @@ class PluginDependentOnly:
             items[:] = keep
             print(
                 f"toxenv: {len(dropped)} tests that need no plugin deselected "
-                f"(they run in bare and in the main run); {len(keep)} kept",
+                f"(the bare environment runs them); {len(keep)} kept",
                 flush=True,
             )
 
