@@ -21,6 +21,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
+from neuroplex.registry import FIRST_PARTY as _REGISTRY_FIRST_PARTY
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -45,17 +47,9 @@ __all__ = [
     "verdict",
 ]
 
-#: first-party plugin distributions (``neuroplex plugins`` should list them all)
-FIRST_PARTY = (
-    "neuroplex-attacks",
-    "neuroplex-datasets",
-    "neuroplex-devices",
-    "neuroplex-explain",
-    "neuroplex-layers",
-    "neuroplex-models",
-    "neuroplex-optim",
-    "neuroplex-sinks",
-)
+#: first-party plugin distributions (``neuroplex plugins`` should list them all), from the
+#: kernel's own table of which distribution provides what
+FIRST_PARTY = tuple(sorted({dist for kind in _REGISTRY_FIRST_PARTY.values() for dist in kind}))
 
 
 @dataclass(frozen=True)

@@ -16,22 +16,15 @@ from types import ModuleType
 
 import pytest
 
+from neuroplex.registry import FIRST_PARTY as REGISTRY_FIRST_PARTY
+
 pytestmark = pytest.mark.benchmark
 
 HERE = Path(__file__).resolve().parent
 RUN = HERE / "run.py"
 README = HERE.parents[1] / "README.md"
 SECTIONS = ("trainer", "inference", "gradient", "analysis", "startup", "e2e", "scaling", "ddp")
-FIRST_PARTY = (
-    "neuroplex-attacks",
-    "neuroplex-datasets",
-    "neuroplex-devices",
-    "neuroplex-explain",
-    "neuroplex-layers",
-    "neuroplex-models",
-    "neuroplex-optim",
-    "neuroplex-sinks",
-)
+FIRST_PARTY = tuple(sorted({dist for kind in REGISTRY_FIRST_PARTY.values() for dist in kind}))
 Rows = list[dict[str, str]]
 
 
