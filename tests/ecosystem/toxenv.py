@@ -226,8 +226,10 @@ class PluginDependentOnly:
         return item.get_closest_marker("requires_plugins") is not None
 
     def pytest_collection_modifyitems(self, config: Any, items: list[Any]) -> None:
-        keep = [item for item in items if self._about_plugins(item)]
-        dropped = [item for item in items if not self._about_plugins(item)]
+        keep: list[Any] = []
+        dropped: list[Any] = []
+        for item in items:
+            (keep if self._about_plugins(item) else dropped).append(item)
         if dropped:
             config.hook.pytest_deselected(items=dropped)
             items[:] = keep

@@ -714,9 +714,11 @@ class Trainer:
                 f"{self._best[1] if self._best else '?'}",
             )
         self.callbacks("on_epoch_end", self, record)
-        # every rank's RNG states (each rank's last batch may be of another size, so their
-        # streams differ): a resumed ddp run draws what an uninterrupted one would
-        rng_ranks = self.strategy.gather_objects(_rng_state()) if ckpt_dir is not None else None
+        # under ddp, every rank's RNG states (each rank's last batch may be of another size, so
+        # their streams differ): a resumed ddp run draws what an uninterrupted one would
+        rng_ranks = None
+        if ckpt_dir is not None and self.strategy.world_size > 1:
+            rng_ranks = self.strategy.gather_objects(_rng_state())
         if ckpt_dir is not None and self.strategy.is_main:
             metrics = {"train_loss": record.train_loss, "val_loss": record.val_loss}
             metrics.update({f"train_{k}": v for k, v in record.train_metrics.items()})
@@ -830,7 +832,7 @@ class Trainer:
             "versions": _versions(),
         }
         state = self.state_dict()
-        if rng_ranks is not None and len(rng_ranks) > 1:
+        if rng_ranks is not None:
             state["rng_ranks"] = rng_ranks
         return save_checkpoint(directory, stem, state, manifest)
 
