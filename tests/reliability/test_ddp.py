@@ -97,6 +97,11 @@ def test_a_killed_worker_fails_the_job_cleanly_and_resume_is_bit_identical(
     took = time.monotonic() - start
     assert "inject: SIGKILL rank 1 after step 90" in killed.stderr, killed.stderr[-3000:]
     assert killed.returncode != 0, "the job went on although a worker died"
+    # rank 0 says why in one line: its collective failed, or torchrun stopped it first
+    assert (
+        "neuroplex: error: ddp rank 0/2:" in killed.stderr
+        and "rerun with --resume" in killed.stderr
+    ) or "neuroplex: interrupted; resume with" in killed.stderr, killed.stderr[-3000:]
     assert took < FAIL_WITHIN_S
     assert manifest(out)["status"] != "completed"
     assert assert_no_torn_checkpoint(out) >= 1  # rank 0 kept its epoch checkpoints
