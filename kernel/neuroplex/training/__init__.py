@@ -4,7 +4,13 @@ Importing this package imports torch (``import neuroplex`` does not: ``neuroplex
 loads it on first use).
 """
 
-from neuroplex.training.callbacks import Callback
+from neuroplex.training.callbacks import (
+    Callback,
+    Checkpointing,
+    EarlyStopping,
+    NonFiniteGuard,
+    ProgressBar,
+)
 from neuroplex.training.checkpoint import (
     CheckpointInfo,
     find_checkpoints,
@@ -18,8 +24,12 @@ from neuroplex.training.supervised import SupervisedStep
 __all__ = [
     "Callback",
     "CheckpointInfo",
+    "Checkpointing",
+    "EarlyStopping",
     "EpochRecord",
     "History",
+    "NonFiniteGuard",
+    "ProgressBar",
     "SupervisedStep",
     "Trainer",
     "TrainingEvent",

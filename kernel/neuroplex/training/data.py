@@ -10,14 +10,16 @@ A user's DataLoader is iterated as given (skip-on-resume is exact only if its or
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 
+from neuroplex.config import TrainingConfig
 from neuroplex.errors import ConfigError, DataError
+from neuroplex.training.distributed import Strategy
 
-__all__ = ["BatchSource", "as_source"]
+__all__ = ["BatchSource", "as_source", "batch_items", "make_sources", "to_device"]
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -154,3 +156,55 @@ def _as_tensors(data: Any, name: str) -> tuple[torch.Tensor, ...]:
 def as_source(data: Any, **kwargs: Any) -> BatchSource:
     """Wrap ``data`` (DataLoader, Dataset, tensor, or ``(X, y)``) as a :class:`BatchSource`."""
     return BatchSource(data, **kwargs)
+
+
+def batch_items(batch: Any) -> int:
+    """Items in ``batch``: the first dimension of its first tensor (1 if it has none)."""
+    first = batch
+    while isinstance(first, tuple | list) and first:
+        first = first[0]
+    if isinstance(first, Mapping):
+        first = next(iter(first.values()))
+    return int(first.shape[0]) if isinstance(first, torch.Tensor) and first.ndim else 1
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """``batch`` (tensors in tuples, lists and mappings) moved to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, tuple | list):
+        return type(batch)(to_device(b, device) for b in batch)
+    if isinstance(batch, Mapping):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    return batch
+
+
+def make_sources(
+    train_data: Any, val_data: Any, config: TrainingConfig, strategy: Strategy
+) -> tuple[BatchSource, BatchSource | None]:
+    """The Trainer's training and (optional) validation sources, this rank's share of each."""
+    common: dict[str, Any] = {
+        "batch_size": config.batch_size,
+        "seed": config.seed,
+        "num_workers": config.num_workers,
+        "rank": strategy.rank,
+        "world_size": strategy.world_size,
+    }
+    train = BatchSource(
+        train_data, shuffle=config.shuffle, drop_last=config.drop_last, name="train", **common
+    )
+    patience, monitor = config.early_stopping_patience, config.monitor
+    if patience is not None and monitor.startswith("val_") and val_data is None:
+        raise ConfigError(
+            f"monitor {monitor!r} needs validation data; pass val_data to train() "
+            "or monitor 'train_loss'",
+            path="training.monitor",
+        )
+    if len(train) == 0:
+        raise ConfigError(
+            f"no training batch: {train.n} items, batch_size {config.batch_size}",
+            path="training.batch_size",
+        )
+    if val_data is None:
+        return train, None
+    return train, BatchSource(val_data, shuffle=False, drop_last=False, name="val", **common)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from neuroplex.errors import DataError
 from neuroplex.steps import Optimize
 
-__all__ = ["SupervisedStep"]
+__all__ = ["SupervisedStep", "resolve_step"]
 
 
 class SupervisedStep:
@@ -70,3 +70,14 @@ class SupervisedStep:
     def eval_step(self, model: torch.nn.Module, batch: Any) -> Mapping[str, torch.Tensor]:
         x, y = self._split(batch)
         return self._loss(model(x), y)[1]
+
+
+def resolve_step(model: torch.nn.Module, step: Any = None) -> Any:
+    """The step to train ``model`` with: ``step``, else ``model.neuroplex_training_step()``,
+    else :class:`SupervisedStep`."""
+    if step is not None:
+        return step
+    own = getattr(model, "neuroplex_training_step", None)
+    if callable(own):
+        return own()
+    return SupervisedStep()

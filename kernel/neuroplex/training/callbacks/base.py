@@ -1,10 +1,4 @@
-"""Typed training callbacks.
-
-Subclass :class:`Callback` (or write any object with some of these methods) and pass it as
-``Trainer(model, config, callbacks=[...])``. Only the methods an object defines are called;
-a callback that defines no ``on_batch_end`` costs nothing per batch. Raising
-``KeyboardInterrupt`` from ``on_batch_end`` interrupts training with a resumable checkpoint.
-"""
+"""The callback protocol: :class:`Callback` (override what you need) and the dispatcher."""
 
 from __future__ import annotations
 
@@ -19,6 +13,7 @@ if TYPE_CHECKING:
 
 __all__ = ["HOOKS", "Callback", "CallbackList"]
 
+#: every hook, in the order the Trainer first calls them (``on_event`` whenever one happens)
 HOOKS = (
     "on_train_start",
     "on_epoch_start",
@@ -44,7 +39,7 @@ class Callback:
         """After a training batch (0-based index within the epoch), metrics detached."""
 
     def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> None:
-        """After an epoch's validation, with its record."""
+        """After an epoch's validation (and the schedulers' step), with its record."""
 
     def on_event(self, trainer: Trainer, event: TrainingEvent) -> None:
         """A notable event (checkpoint, rollback, early stop, ...)."""
@@ -53,20 +48,24 @@ class Callback:
         """After training, with the final history."""
 
 
+def _overrides(callback: Any, hook: str) -> Callable[..., None] | None:
+    """``callback``'s bound ``hook`` unless it is missing or :class:`Callback`'s no-op."""
+    method = getattr(callback, hook, None)
+    if not callable(method) or getattr(method, "__func__", None) is getattr(Callback, hook):
+        return None
+    return method  # type: ignore[no-any-return]
+
+
 class CallbackList:
-    """Dispatch to the callbacks that define each hook (resolved once, not per call)."""
+    """Dispatch to the callbacks that define each hook, in list order (resolved once, not per
+    call: a hook nobody overrides costs nothing)."""
 
     def __init__(self, callbacks: Iterable[Any]) -> None:
         self.callbacks = list(callbacks)
-        self._bound: dict[str, list[Callable[..., None]]] = {}
-        for hook in HOOKS:
-            methods = []
-            for cb in self.callbacks:
-                method = getattr(cb, hook, None)
-                base = getattr(Callback, hook)
-                if callable(method) and getattr(method, "__func__", None) is not base:
-                    methods.append(method)
-            self._bound[hook] = methods
+        self._bound: dict[str, list[Callable[..., None]]] = {
+            hook: [m for m in (_overrides(cb, hook) for cb in self.callbacks) if m is not None]
+            for hook in HOOKS
+        }
         self.has_batch_end = bool(self._bound["on_batch_end"])
 
     def __call__(self, hook: str, *args: Any) -> None:

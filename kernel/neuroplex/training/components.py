@@ -1,0 +1,109 @@
+"""What a Trainer builds from its config through the registries: the device, one optimizer
+(and scheduler) per parameter group of the step, and the schedulers' epoch step."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from neuroplex.config import TrainingConfig
+from neuroplex.errors import ConfigError
+
+__all__ = ["build_optimizers", "plain_state", "resolve_device", "step_schedulers"]
+
+
+def resolve_device(
+    override: torch.device | str | None, config: TrainingConfig
+) -> tuple[torch.device, Any]:
+    """The torch device to train on, and the registered device object (``None`` for a plain
+    ``torch.device`` or for CPU without a device plugin)."""
+    if isinstance(override, torch.device):
+        return override, None
+    name = override or config.resolved_device()
+    from neuroplex.plugins import get_plugin_manager
+    from neuroplex.registry import create_device
+
+    if name == "cpu" and get_plugin_manager().lookup("device", "cpu") is None:
+        return torch.device("cpu"), None  # CPU needs no plugin
+    device = create_device(name)
+    if not device.is_available():
+        raise ConfigError(
+            f"device {name!r} is not available here; use device = 'auto' or 'cpu'",
+            path="training.device",
+        )
+    return torch.device(device.torch_device()), device
+
+
+Groups = dict[str, list[torch.nn.Parameter]]
+
+
+def build_optimizers(
+    groups: Mapping[str, Any], config: TrainingConfig
+) -> tuple[Groups, dict[str, torch.optim.Optimizer], dict[str, Any]]:
+    """One ``config.optimizer`` (and ``config.scheduler``) per group of the step's
+    ``param_groups``; a scheduler taking ``total_epochs`` gets ``config.epochs``."""
+    from neuroplex.registry import create_optimizer, create_scheduler, get_record
+
+    params_of: Groups = {}
+    optimizers: dict[str, torch.optim.Optimizer] = {}
+    schedulers: dict[str, Any] = {}
+    if not groups:
+        raise ConfigError("the training step returned no parameter groups")
+    kwargs: dict[str, Any] = {"lr": config.learning_rate}
+    if config.weight_decay:
+        kwargs["weight_decay"] = config.weight_decay
+    kwargs.update(config.optimizer_params)
+    for name, params in groups.items():
+        plist = [p for p in params if p.requires_grad]
+        if not plist:
+            raise ConfigError(f"parameter group {name!r} has no trainable parameters")
+        params_of[name] = plist
+        optimizers[name] = create_optimizer(config.optimizer, plist, **kwargs)
+        if config.scheduler:
+            params_s = dict(config.scheduler_params)
+            factory = get_record("optimizer", config.scheduler).load()
+            with contextlib.suppress(TypeError, ValueError):
+                if "total_epochs" in inspect.signature(factory).parameters:
+                    params_s.setdefault("total_epochs", config.epochs)
+            schedulers[name] = create_scheduler(config.scheduler, optimizers[name], **params_s)
+    return params_of, optimizers, schedulers
+
+
+def step_schedulers(
+    schedulers: Mapping[str, Any], value: float | None, config: TrainingConfig
+) -> None:
+    """The epoch's scheduler step; plateau schedulers get the monitored ``value``."""
+    with warnings.catch_warnings():
+        # after a resume at an epoch's end the optimizer has not stepped in this process; the
+        # order was right in the run that saved the checkpoint
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+        _step_schedulers(schedulers, value, config)
+
+
+def _step_schedulers(
+    schedulers: Mapping[str, Any], value: float | None, config: TrainingConfig
+) -> None:
+    for sched in schedulers.values():
+        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau) or getattr(
+            sched, "needs_metric", False
+        ):
+            if value is None:
+                raise ConfigError(
+                    f"scheduler {config.scheduler!r} needs the monitored metric "
+                    f"{config.monitor!r}, which this run does not record",
+                    path="training.monitor",
+                )
+            sched.step(value)
+        else:
+            sched.step()
+
+
+def plain_state(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A scheduler's state without the registry's ``neuroplex_origin`` (LR schedulers save
+    their whole ``__dict__``; a checkpoint holds only weights-only-loadable values)."""
+    return {k: v for k, v in state.items() if k != "neuroplex_origin"}
