@@ -3,6 +3,7 @@ hook is documented (hooks with their exact signature), links resolve, one copy o
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import inspect
 import re
@@ -160,3 +161,17 @@ def test_one_copy_of_each_reference_section() -> None:
     assert "--update-docs" in reliability
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "<!-- reliability:start -->" not in readme
+
+
+def _subcommands() -> list[str]:
+    from neuroplex.cli import build_parser
+
+    parser = build_parser()
+    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return sorted(action.choices)
+
+
+@pytest.mark.parametrize("command", _subcommands())
+def test_every_command_is_in_the_cli_page(command: str) -> None:
+    text = (DOCS / "cli.md").read_text(encoding="utf-8")
+    assert f"| `neuroplex {command}" in text, f"cli.md has no row for `neuroplex {command}`"
