@@ -274,6 +274,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if a page is stale")
     parser.add_argument("--dir", type=Path, default=DOCS_DIR, help=f"(default: {DOCS_DIR})")
     args = parser.parse_args(argv)
+    if not args.dir.is_dir():
+        print(
+            f"neuroplex.docgen: {args.dir} is not a directory; run it in a source checkout "
+            "(kernel/docs) or pass --dir",
+            file=sys.stderr,
+        )
+        return 2
     stale = []
     for name, text in pages().items():
         path: Path = args.dir / name

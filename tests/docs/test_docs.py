@@ -84,6 +84,15 @@ def test_check_mode_reports_stale_pages(tmp_path: Path, capsys: pytest.CaptureFi
     assert docgen.main(["--check", "--dir", str(tmp_path)]) == 0
 
 
+def test_a_missing_docs_folder_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert docgen.main(["--dir", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere is not a directory" in err and "--dir" in err
+    assert not (tmp_path / "nowhere").exists()
+
+
 HOOKS = {
     name: fn
     for name, fn in vars(hookspecs).items()
