@@ -7,6 +7,8 @@ import argparse
 import importlib
 import inspect
 import re
+import sys
+import types
 import typing
 from pathlib import Path
 
@@ -184,3 +186,51 @@ def _subcommands() -> list[str]:
 def test_every_command_is_in_the_cli_page(command: str) -> None:
     text = (DOCS / "cli.md").read_text(encoding="utf-8")
     assert f"| `neuroplex {command}" in text, f"cli.md has no row for `neuroplex {command}`"
+
+
+def test_the_sink_example_is_a_conformant_sink(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from neuroplex.mechanic import Mechanic
+    from neuroplex.testing import run_checks
+
+    text = (DOCS / "sinks.md").read_text(encoding="utf-8")
+    section = text.split("## How a sink receives")[1].split("\n## ")[0]
+    plugin_code, sink_code = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    sinks = types.ModuleType("my_plugin.sinks")
+    exec(compile(sink_code, "sinks.md", "exec"), sinks.__dict__)
+    monkeypatch.setitem(sys.modules, "my_plugin", types.ModuleType("my_plugin"))
+    monkeypatch.setitem(sys.modules, "my_plugin.sinks", sinks)
+    plugin = types.ModuleType("docs_sink_plugin")
+    exec(compile(plugin_code, "sinks.md", "exec"), plugin.__dict__)
+    (record,) = plugin.neuroplex_register_feedback_sinks()
+    assert run_checks(record) == []
+    with Mechanic([sinks.CsvMetricsSink(run_dir=str(tmp_path))], spool_dir=tmp_path) as mechanic:
+        mechanic.record_performance("model", {"accuracy": 0.5})
+    assert "accuracy,0.5" in (tmp_path / "metrics.csv").read_text(encoding="utf-8")
+
+
+@pytest.mark.requires_plugins(
+    "neuroplex-models", "neuroplex-datasets", "neuroplex-optim", "neuroplex-sinks"
+)
+def test_results_page_names_every_key_a_run_writes(tmp_path: Path) -> None:
+    import json
+
+    from neuroplex.pipeline import run
+
+    spec = {
+        "name": "docs",
+        "data": {"name": "digits"},
+        "model": {"name": "mlp", "hyperparameters": {"hidden_layers": [{"out_features": 8}]}},
+        "training": {"epochs": 1, "batch_size": 128},
+        "export": {"enabled": False},
+    }
+    run(spec, output=tmp_path / "run")
+    page = (DOCS / "results.md").read_text(encoding="utf-8")
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text(encoding="utf-8"))
+    results = json.loads((tmp_path / "run" / "results.json").read_text(encoding="utf-8"))
+    for key in [*manifest, *results, *next(iter(manifest["sinks"].values()))]:
+        assert f"`{key}`" in page, f"results.md does not describe {key!r}"
+    for section in results["sections"]:
+        assert f"| `{section['type']}` |" in page
+        assert all(f"`{key}`" in page for key in section), section
