@@ -183,9 +183,10 @@ def document(
     return "\n".join(lines)
 
 
-def update_docs(text: str, page: Path = DOCS) -> None:
-    """Replace what lies between the page's benchmark markers with ``text`` (the file is
-    re-read right before writing; nothing outside the markers changes)."""
+def update_docs(text: str, page: Path | None = None) -> None:
+    """Replace what lies between the benchmark markers of ``page`` (default :data:`DOCS`) with
+    ``text`` (the file is re-read right before writing; nothing outside the markers changes)."""
+    page = page or DOCS
     current = page.read_text(encoding="utf-8")
     if current.count(START) != 1 or current.count(END) != 1:
         raise SystemExit(f"{page}: expected one {START} and one {END} marker")
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
     parser.add_argument(
         "--output", type=Path, default=None, help="write the tables to this Markdown file "
-        f"(default: a full run updates the marked block of {DOCS.relative_to(ROOT)}; a smoke "
+        "(default: a full run updates the marked block of kernel/docs/benchmarks.md; a smoke "
         "or partial run only prints)",
     )  # fmt: skip
     args = parser.parse_args(argv)

@@ -170,3 +170,19 @@ def test_the_tables_live_in_one_place_only() -> None:
     assert run.START not in readme and "<!-- section: " not in readme
     assert not (HERE / "RESULTS.md").exists()
     assert "kernel/docs/benchmarks.md" in readme
+
+
+def test_only_a_full_run_rewrites_the_docs_page(tmp_path: Path, monkeypatch) -> None:
+    run = _run_module()
+    page = tmp_path / "benchmarks.md"
+    original = f"intro\n{run.START}\nold\n{run.END}\n"
+    page.write_text(original, encoding="utf-8")
+    monkeypatch.setattr(run, "DOCS", page)
+    monkeypatch.setattr(run, "run_sections", lambda keys, opts: ([], True))
+    assert run.main(["--only", "trainer"]) == 0  # a partial run only prints
+    assert run.main(["--smoke"]) == 0  # so does a smoke run
+    assert page.read_text(encoding="utf-8") == original
+    assert run.main([]) == 0
+    block = page.read_text(encoding="utf-8").split(run.START)[1]
+    assert "Benchmark suite, full run: `python tests/benchmarks/run.py`" in block
+    assert "old" not in block
