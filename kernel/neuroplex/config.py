@@ -85,49 +85,84 @@ class ModelConfig:
     family's own keys, validated by the family.
     """
 
+    #: a registered model family (`neuroplex list model`), e.g. `cnn`, `mlp`
     name: str = attrs.field(validator=_name)
+    #: the family's own keys (layer sizes, channels, ...), validated by the family's plugin
     hyperparameters: dict[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.frozen(kw_only=True)
 class TrainingConfig:
-    """How to train. The seed's fields first: ``epochs``, ``batch_size``, ``learning_rate``,
-    ``optimizer``, ``use_gpu``.
+    """How to train: the loop, the optimizer, the device, checkpoints and what to do when
+    something goes wrong. ``epochs``, ``batch_size``, ``learning_rate``, ``optimizer`` and
+    ``use_gpu`` come first.
 
     ``use_gpu=True`` picks the best available device (``device="auto"``); ``use_gpu=False``
     forces ``cpu``. ``device`` names a registered device and overrides ``use_gpu``.
     """
 
+    #: passes over the training data
     epochs: int = attrs.field(default=10, validator=_positive)
+    #: samples per optimizer step (per process under `ddp`)
     batch_size: int = attrs.field(default=32, validator=_positive)
+    #: the optimizer's learning rate
     learning_rate: float = attrs.field(default=1e-3, validator=_positive)
+    #: a registered optimizer (`neuroplex list optimizer`), e.g. `adam`, `sgd`
     optimizer: str = attrs.field(default="adam", validator=_name)
+    #: `true`: the best available device (`auto`); `false`: `cpu`; `device` overrides it
     use_gpu: bool = False
+    #: a registered device (`cpu`, `cuda`, `mps`, `auto`); overrides `use_gpu`
     device: str | None = None
+    #: extra keyword arguments of the optimizer (e.g. `momentum`, `betas`)
     optimizer_params: dict[str, Any] = attrs.field(factory=dict)
+    #: weight decay handed to the optimizer
     weight_decay: float = attrs.field(default=0.0, validator=_non_negative)
+    #: a learning-rate scheduler (`step`, `cosine`, `plateau`, ...) stepped once per epoch; unset: a
+    #: constant rate
     scheduler: str | None = None
+    #: the scheduler's options (e.g. `step_size`, `gamma`)
     scheduler_params: dict[str, Any] = attrs.field(factory=dict)
+    #: clip the gradients' global L2 norm to this value; unset: no clipping
     grad_clip_norm: float | None = attrs.field(default=None, validator=_positive)
+    #: clip every gradient element to +-value; unset: no clipping
     grad_clip_value: float | None = attrs.field(default=None, validator=_positive)
+    #: `fp32`, or `bf16`/`fp16` autocast (`fp16` on CPU falls back to `bf16` with a warning)
     precision: Precision = "fp32"
+    #: micro-batches whose gradients add up to one optimizer step
     accumulate_grad_batches: int = attrs.field(default=1, validator=_positive)
+    #: stop after this many epochs without improvement of `monitor`; unset: never stop early
     early_stopping_patience: int | None = attrs.field(default=None, validator=_positive)
+    #: the epoch metric that early stopping and the best checkpoint watch (`val_loss`,
+    #: `val_accuracy`, `train_loss`, ...)
     monitor: str = "val_loss"
+    #: `min`: lower `monitor` is better; `max`: higher is better
     monitor_mode: Mode = "min"
+    #: when early stopping stops the run, load the best epoch's weights back
     restore_best: bool = True
+    #: one seed for Python, NumPy and torch, the data split and each epoch's shuffle
     seed: int = 0
+    #: use deterministic algorithms only: a CPU run repeats bit for bit
     deterministic: bool = False
+    #: shuffle the training data every epoch
     shuffle: bool = True
+    #: drop each epoch's last, incomplete batch
     drop_last: bool = False
+    #: data-loading worker processes (0: load in the training process)
     num_workers: int = attrs.field(default=0, validator=_non_negative)
+    #: where epoch checkpoints go; unset: none (`neuroplex run` always uses `<run dir>/checkpoints`)
     checkpoint_dir: str | None = None
+    #: how many of the most recent epoch checkpoints to keep
     keep_last: int = attrs.field(default=1, validator=_positive)
+    #: how many of the best checkpoints (by `monitor`) to keep
     keep_best: int = attrs.field(default=1, validator=_non_negative)
+    #: a NaN/inf loss or gradient: `stop` (an error naming epoch, batch and step), `skip` the batch,
+    #: or `rollback` to the epoch's start with half the learning rate (at most 3 times)
     nonfinite_policy: NonFinitePolicy = "stop"
+    #: `single` process, or `ddp`: data parallel under torchrun (`neuroplex run SPEC --nproc N`)
     strategy: Strategy = "single"
     #: ddp: how long a collective waits for a peer before the job fails (a dead or hung rank)
     ddp_timeout_s: float = attrs.field(default=300.0, validator=_positive)
+    #: a progress bar per epoch; unset: only when stderr is a terminal
     progress: bool | None = None
 
     def resolved_device(self) -> str:
@@ -139,11 +174,15 @@ class TrainingConfig:
 
 @attrs.frozen(kw_only=True)
 class DataConfig:
-    """Which dataset (a registered name) and its options (``seed``, fractions, paths...)."""
+    """Which dataset (a registered name), its own options, and how its samples are split."""
 
+    #: a registered dataset (`neuroplex list dataset`), e.g. `digits`, `csv`
     name: str = attrs.field(validator=_name)
+    #: the dataset's own options (e.g. `path` of a csv file); the split's seed is `training.seed`
     options: dict[str, Any] = attrs.field(factory=dict)
+    #: share of the samples held out for validation
     val_fraction: float = attrs.field(default=0.15, validator=_fraction)
+    #: share of the samples held out for the final test
     test_fraction: float = attrs.field(default=0.15, validator=_fraction)
 
 
@@ -151,11 +190,17 @@ class DataConfig:
 class ExportConfig:
     """ONNX export: ``enabled``, ``opset``, gradient graph, verification tolerances."""
 
+    #: export the trained model to `model.onnx`; `false`: analyzers must use `backend = "torch"`
     enabled: bool = True
+    #: ONNX opset of the exported graphs
     opset: int = attrs.field(default=18, validator=_positive)
+    #: also export a gradient graph, so gradient-based analyzers run on ONNX Runtime
     gradients: bool = True
+    #: compare ONNX Runtime with PyTorch before the file is published; a mismatch stops the run
     verify: bool = True
+    #: absolute tolerance of the verification
     atol: float = attrs.field(default=1e-5, validator=_positive)
+    #: relative tolerance of the verification
     rtol: float = attrs.field(default=1e-4, validator=_positive)
 
 
@@ -163,14 +208,21 @@ class ExportConfig:
 class AnalyzerSpec:
     """One analysis to run: a registered analyzer name and its options."""
 
+    #: a registered analyzer (`neuroplex list analyzer`), e.g. `fgsm`, `saliency`
     name: str = attrs.field(validator=_name)
+    #: the analyzer's own options (e.g. `epsilon`); `input_range` defaults to the dataset's
     options: dict[str, Any] = attrs.field(factory=dict)
+    #: `onnx`: analyze the exported model on ONNX Runtime; `torch`: the PyTorch model
     backend: Literal["onnx", "torch"] = "onnx"
+    #: how many test samples to analyze (the first ones)
     n_samples: int = attrs.field(default=256, validator=_positive)
 
 
 @attrs.frozen(kw_only=True)
 class AnalysisConfig:
+    """The analyses (explanations, attacks) to run on the trained model."""
+
+    #: the analyses to run after training, in order
     analyzers: list[AnalyzerSpec] = attrs.field(factory=list)
 
 
@@ -178,7 +230,9 @@ class AnalysisConfig:
 class SinkSpec:
     """One feedback sink: a registered sink name and its options."""
 
+    #: a registered feedback sink (`neuroplex list feedback_sink`), e.g. `sqlite`, `jsonl`
     name: str = attrs.field(validator=_name)
+    #: the sink's own options; a sink that keeps files also gets `run_dir` unless set here
     options: dict[str, Any] = attrs.field(factory=dict)
 
 
@@ -186,15 +240,23 @@ class SinkSpec:
 class PolicyConfig:
     """A Mechanic policy, e.g. ``adversarial``: retrain while vulnerable, under budget."""
 
+    #: a policy, e.g. `adversarial`
     name: str = attrs.field(validator=_name)
+    #: the policy's own options
     options: dict[str, Any] = attrs.field(factory=dict)
+    #: the most rounds in which the policy may act (retrain, re-export, re-test)
     max_rounds: int = attrs.field(default=3, validator=_positive)
 
 
 @attrs.frozen(kw_only=True)
 class FeedbackConfig:
+    """Where the run's events go (sinks) and which policies act on its results."""
+
+    #: where events go; the default is one `sqlite` sink
     sinks: list[SinkSpec] = attrs.field(factory=lambda: [SinkSpec(name="sqlite")])
+    #: policies the Mechanic applies after the analyses, in order
     policies: list[PolicyConfig] = attrs.field(factory=list)
+    #: seconds a sink may take per call before its event is spooled for replay
     sink_timeout_s: float = attrs.field(default=10.0, validator=_positive)
 
 
@@ -204,9 +266,13 @@ class PluginsConfig:
     ``disable`` (deny list), ``prefer`` (``{"kind:name": "distribution"}`` resolving a name
     registered by two distributions), ``strict`` (failures are errors)."""
 
+    #: allow list of plugin (entry-point) names; unset: all
     enable: list[str] | None = None
+    #: deny list of plugin names; a denied plugin is never imported
     disable: list[str] = attrs.field(factory=list)
+    #: `{"kind:name" = "distribution"}`: which distribution wins a name two of them register
     prefer: dict[str, str] = attrs.field(factory=dict)
+    #: any plugin failure is an error (exit 2) instead of a one-line warning
     strict: bool = False
 
 
@@ -214,14 +280,23 @@ class PluginsConfig:
 class RunSpec:
     """A whole run: data → model → training → export → analysis → feedback."""
 
+    #: the dataset and its split
     data: DataConfig
+    #: the model family and its hyperparameters
     model: ModelConfig
+    #: how to train
     training: TrainingConfig = attrs.field(factory=TrainingConfig)
+    #: ONNX export and verification
     export: ExportConfig = attrs.field(factory=ExportConfig)
+    #: analyses after training
     analysis: AnalysisConfig = attrs.field(factory=AnalysisConfig)
+    #: sinks and policies
     feedback: FeedbackConfig = attrs.field(factory=FeedbackConfig)
+    #: which plugins load
     plugins: PluginsConfig = attrs.field(factory=PluginsConfig)
+    #: the run's name: its directory is `<output_dir>/<name>`
     name: str = "run"
+    #: where run directories go (`--output DIR` overrides the whole path)
     output_dir: str = "runs"
 
 

@@ -1,7 +1,6 @@
-"""The benchmark suite: neuroplex against its anchors, side by side, in one run.
+"""The benchmark suite: neuroplex against reference libraries, side by side, in one run.
 
-    python tests/benchmarks/run.py                   # everything -> tests/benchmarks/RESULTS.md
-    python tests/benchmarks/run.py --update-readme   # ... and copy it into README.md
+    python tests/benchmarks/run.py                   # everything -> kernel/docs/benchmarks.md
     python tests/benchmarks/run.py --smoke           # a short run that checks it all works
     python tests/benchmarks/run.py --only trainer,onnx --output /tmp/bench.md
 
@@ -41,8 +40,8 @@ import bench_trainer  # noqa: E402
 from benchlib import FIRST_PARTY, Options, Table, render  # noqa: E402
 
 ROOT = HERE.parents[1]
-RESULTS = HERE / "RESULTS.md"
-README = ROOT / "README.md"
+#: the reference page whose marked block holds the tables (one copy, nowhere else)
+DOCS = ROOT / "kernel" / "docs" / "benchmarks.md"
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 SECTIONS: dict[str, Callable[[Options], Table | list[Table]]] = {
     "trainer": bench_trainer.section,
@@ -184,15 +183,16 @@ def document(
     return "\n".join(lines)
 
 
-def update_readme(text: str, readme: Path = README) -> None:
-    """Replace what lies between the README's benchmark markers with ``text`` (the file is
-    re-read right before writing; nothing outside the markers changes)."""
-    current = readme.read_text(encoding="utf-8")
+def update_docs(text: str, page: Path | None = None) -> None:
+    """Replace what lies between the benchmark markers of ``page`` (default :data:`DOCS`) with
+    ``text`` (the file is re-read right before writing; nothing outside the markers changes)."""
+    page = page or DOCS
+    current = page.read_text(encoding="utf-8")
     if current.count(START) != 1 or current.count(END) != 1:
-        raise SystemExit(f"{readme}: expected one {START} and one {END} marker")
+        raise SystemExit(f"{page}: expected one {START} and one {END} marker")
     head, rest = current.split(START)
     _, tail = rest.split(END)
-    readme.write_text(f"{head}{START}\n{text.strip()}\n{END}{tail}", encoding="utf-8")
+    page.write_text(f"{head}{START}\n{text.strip()}\n{END}{tail}", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,27 +202,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
     parser.add_argument(
-        "--output", type=Path, default=None, help=f"Markdown file (default: {RESULTS}; none "
-        "in smoke mode)",
+        "--output", type=Path, default=None, help="write the tables to this Markdown file "
+        "(default: a full run updates the marked block of kernel/docs/benchmarks.md; a smoke "
+        "or partial run only prints)",
     )  # fmt: skip
-    parser.add_argument("--update-readme", action="store_true", help="copy into README.md")
     args = parser.parse_args(argv)
     keys = [k.strip() for k in args.only.split(",") if k.strip()]
     unknown = sorted(set(keys) - set(SECTIONS))
     if unknown:
         parser.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
-    if args.update_readme and (args.smoke or keys != list(SECTIONS)):
-        parser.error("--update-readme needs a full run of every section")
     opts = Options(smoke=args.smoke, threads=args.threads)
     started, load = dt.datetime.now(dt.UTC), os.getloadavg()[0]
     tables, ok = run_sections(keys, opts)
     text = document(tables, opts, keys, started, load)
     print(text)
-    output = args.output or (None if args.smoke else RESULTS)
-    if output is not None:
-        output.write_text(text, encoding="utf-8")
-    if args.update_readme:
-        update_readme(text)
+    if args.output is not None:
+        args.output.write_text(text, encoding="utf-8")
+    elif not args.smoke and keys == list(SECTIONS):
+        update_docs(text)
     return 0 if ok else 1
 
 

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.benchmark
 
 HERE = Path(__file__).resolve().parent
 RUN = HERE / "run.py"
-README = HERE.parents[1] / "README.md"
+DOCS = HERE.parents[1] / "kernel" / "docs" / "benchmarks.md"
 SECTIONS = ("trainer", "inference", "gradient", "analysis", "startup", "e2e", "scaling", "ddp")
 FIRST_PARTY = tuple(sorted({dist for kind in REGISTRY_FIRST_PARTY.values() for dist in kind}))
 Rows = list[dict[str, str]]
@@ -145,19 +145,44 @@ def _run_module() -> ModuleType:
     return module
 
 
-def test_update_readme_replaces_only_the_marked_block(tmp_path: Path) -> None:
+def test_update_docs_replaces_only_the_marked_block(tmp_path: Path) -> None:
     run = _run_module()
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\nbefore\n{run.START}\nold\n{run.END}\nafter\n", encoding="utf-8")
-    run.update_readme("| new | table |\n", readme)
-    assert readme.read_text(encoding="utf-8") == (
+    page = tmp_path / "benchmarks.md"
+    page.write_text(f"# x\n\nbefore\n{run.START}\nold\n{run.END}\nafter\n", encoding="utf-8")
+    run.update_docs("| new | table |\n", page)
+    assert page.read_text(encoding="utf-8") == (
         f"# x\n\nbefore\n{run.START}\n| new | table |\n{run.END}\nafter\n"
     )
 
 
-def test_readme_embeds_the_results_between_one_pair_of_markers() -> None:
-    text = README.read_text(encoding="utf-8")
+def test_docs_embed_the_results_between_one_pair_of_markers() -> None:
+    text = DOCS.read_text(encoding="utf-8")
     run = _run_module()
+    assert run.DOCS == DOCS
     assert text.count(run.START) == 1 and text.count(run.END) == 1
-    results = text.index("## Results")
-    assert results < text.index(run.START) < text.index(run.END)
+    assert "<!-- section: trainer -->" in text.split(run.START)[1]
+
+
+def test_the_tables_live_in_one_place_only() -> None:
+    """The README summarises and links; the full tables exist once, in the docs page."""
+    readme = (HERE.parents[1] / "README.md").read_text(encoding="utf-8")
+    run = _run_module()
+    assert run.START not in readme and "<!-- section: " not in readme
+    assert not (HERE / "RESULTS.md").exists()
+    assert "kernel/docs/benchmarks.md" in readme
+
+
+def test_only_a_full_run_rewrites_the_docs_page(tmp_path: Path, monkeypatch) -> None:
+    run = _run_module()
+    page = tmp_path / "benchmarks.md"
+    original = f"intro\n{run.START}\nold\n{run.END}\n"
+    page.write_text(original, encoding="utf-8")
+    monkeypatch.setattr(run, "DOCS", page)
+    monkeypatch.setattr(run, "run_sections", lambda keys, opts: ([], True))
+    assert run.main(["--only", "trainer"]) == 0  # a partial run only prints
+    assert run.main(["--smoke"]) == 0  # so does a smoke run
+    assert page.read_text(encoding="utf-8") == original
+    assert run.main([]) == 0
+    block = page.read_text(encoding="utf-8").split(run.START)[1]
+    assert "Benchmark suite, full run: `python tests/benchmarks/run.py`" in block
+    assert "old" not in block

@@ -25,16 +25,14 @@ from neuroplex.records import KINDS, RECORD_TYPES
 
 from ._cli import ROOT
 
-GUIDE_HEADING = "## Writing a plugin"
+GUIDE_PAGES = ("plugin-guide.md", "hooks.md")
 
 
 def guide_text() -> str:
-    """The plugin authoring guide: README's "Writing a plugin" section."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    start = readme.find(GUIDE_HEADING)
-    assert start >= 0, f"README.md has no {GUIDE_HEADING!r} section"
-    end = readme.find("\n## ", start + len(GUIDE_HEADING))
-    return readme[start : end if end >= 0 else len(readme)]
+    """The plugin authoring guide and its hook reference (kernel/docs)."""
+    return "\n".join(
+        (ROOT / "kernel" / "docs" / name).read_text(encoding="utf-8") for name in GUIDE_PAGES
+    )
 
 
 HOOKS: dict[str, Callable[..., Any]] = {

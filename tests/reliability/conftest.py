@@ -6,7 +6,7 @@ bad plugin) or ``"hostile"`` (neuroplex is handed something malformed or malicio
 reports what it tried through the ``reliability`` fixture (``reliability.tried(n)``,
 ``reliability.lost(n)``); when ``NEUROPLEX_RELIABILITY_RESULTS`` names a file, the session
 writes every test's category, scenario, outcome and counts there as JSON, and
-``tests/reliability/table.py`` turns that into the README's Markdown table.
+``tests/reliability/table.py`` turns that into the Markdown table of kernel/docs/reliability.md.
 
 Helpers shared by the tests live in :mod:`_helpers` (the tiny digits + mlp spec, a
 subprocess runner for ``neuroplex`` with fault injection by :mod:`inject`, the fault plugin
@@ -50,7 +50,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "reliability(category, scenario): a reliability test ('fault' or 'hostile') and what "
-        "it injects, for the README table (tests/reliability/table.py)",
+        "it injects, for the reliability table (tests/reliability/table.py)",
     )
 
 

@@ -1,15 +1,15 @@
-"""Run the reliability suite and print its Markdown table (the one in the README).
+"""Run the reliability suite and print its Markdown table (the one in kernel/docs/reliability.md).
 
 Usage::
 
-    python tests/reliability/table.py [--update-readme] [PYTEST ARGS...]
+    python tests/reliability/table.py [--update-docs] [PYTEST ARGS...]
 
 Runs ``pytest tests/reliability`` (extra arguments are passed on, e.g. ``-k sinks``) with
 ``NEUROPLEX_RELIABILITY_RESULTS`` set, so the suite's conftest records every test's category
 (``fault`` / ``hostile``), scenario, outcome, how many faults or inputs it tried and how much
 data it lost; then prints a summary table and one row per scenario. Exits with pytest's code.
 Nothing in the table is typed by hand: a failing test shows up as not survived / not refused.
-``--update-readme`` also writes the table into README.md between the markers
+``--update-docs`` also writes the table into kernel/docs/reliability.md between the markers
 ``<!-- reliability:start -->`` and ``<!-- reliability:end -->``.
 """
 
@@ -99,26 +99,30 @@ def markdown(rows: list[dict[str, Any]], seconds: float) -> str:
 START, END = "<!-- reliability:start -->", "<!-- reliability:end -->"
 
 
-def update_readme(readme: Path, table: str) -> None:
+#: the reference page whose marked block holds the table
+DOCS = ROOT / "kernel" / "docs" / "reliability.md"
+
+
+def update_docs(page: Path, table: str) -> None:
     """Replace what stands between the markers with ``table`` (the rest stays untouched)."""
-    text = readme.read_text(encoding="utf-8")
+    text = page.read_text(encoding="utf-8")
     if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
-        raise SystemExit(f"{readme}: needs one {START} ... {END} pair to update")
+        raise SystemExit(f"{page}: needs one {START} ... {END} pair to update")
     head, rest = text.split(START)
     _, tail = rest.split(END)
-    readme.write_text(f"{head}{START}\n{table}\n{END}{tail}", encoding="utf-8")
+    page.write_text(f"{head}{START}\n{table}\n{END}{tail}", encoding="utf-8")
 
 
 def main(argv: list[str]) -> int:
-    write = "--update-readme" in argv
-    code, rows, seconds = run_suite([a for a in argv if a != "--update-readme"])
+    write = "--update-docs" in argv
+    code, rows, seconds = run_suite([a for a in argv if a != "--update-docs"])
     if not rows:
         print("no reliability results were recorded (did the suite run?)", file=sys.stderr)
         return code or 1
     table = markdown(rows, seconds)
     print(table)
     if write:
-        update_readme(ROOT / "README.md", table)
+        update_docs(DOCS, table)
     return code
 
 

@@ -1,4 +1,5 @@
-"""The README table is computed from recorded outcomes: a failing test is not 'survived'."""
+"""The reliability table (kernel/docs/reliability.md) is computed from recorded outcomes: a
+failing test is not 'survived'."""
 
 from __future__ import annotations
 
@@ -33,13 +34,13 @@ def test_failures_and_losses_show_in_the_table() -> None:
     assert "3/4 tests passed (1/1 of them controls" in text
 
 
-@pytest.mark.reliability("control", "the README table is replaced between its markers only")
-def test_update_readme_replaces_only_between_the_markers(tmp_path: Path) -> None:
+@pytest.mark.reliability("control", "the docs table is replaced between its markers only")
+def test_update_docs_replaces_only_between_the_markers(tmp_path: Path) -> None:
     table = _table()
-    readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{table.START}\nold table\n{table.END}\noutro\n")
-    table.update_readme(readme, "| new |")
-    assert readme.read_text() == f"intro\n{table.START}\n| new |\n{table.END}\noutro\n"
-    readme.write_text("no markers here\n")
+    page = tmp_path / "reliability.md"
+    page.write_text(f"intro\n{table.START}\nold table\n{table.END}\noutro\n")
+    table.update_docs(page, "| new |")
+    assert page.read_text() == f"intro\n{table.START}\n| new |\n{table.END}\noutro\n"
+    page.write_text("no markers here\n")
     with pytest.raises(SystemExit, match="needs one"):
-        table.update_readme(readme, "| new |")
+        table.update_docs(page, "| new |")

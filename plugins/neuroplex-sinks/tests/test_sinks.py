@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import sys
 
 import pytest
 
 import neuroplex
-from neuroplex import Event, SinkError
+from neuroplex import ConfigError, Event, SinkError
 from neuroplex.mechanic import Mechanic
 from neuroplex.testing.feedback_sink import canonical_events
 
@@ -128,13 +130,21 @@ def test_jsonl_and_console(tmp_path, capsys) -> None:
     assert capsys.readouterr().err == "[r] metrics deep_model #0: accuracy=0.97 loss=0.1\n"
 
 
-def test_mlflow_run_is_readable_with_the_mlflow_client(tmp_path) -> None:
+def test_mlflow_run_is_readable_with_the_mlflow_client(tmp_path, monkeypatch) -> None:
+    """The default store is MLflow's database (sqlite:///<run_dir>/mlflow.db): a plain client,
+    with no MLflow setting in the environment, reads the run back."""
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
 
-    model = tmp_path / "model.onnx"
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)  # nothing may land in the current directory either
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+
+    model = run_dir / "model.onnx"
     model.write_bytes(b"onnx")
-    sink = neuroplex.create_sink("mlflow", run_dir=str(tmp_path))
+    sink = neuroplex.create_sink("mlflow", run_dir=str(run_dir))
     events = canonical_events("r")
     events[5] = Event(
         run_id="r", kind="artifact", name="model.onnx", payload={"path": str(model), "type": "onnx"}
@@ -142,7 +152,10 @@ def test_mlflow_run_is_readable_with_the_mlflow_client(tmp_path) -> None:
     for event in events:
         sink.send(event)
     sink.close()
-    client = MlflowClient(tracking_uri=(tmp_path / "mlruns").resolve().as_uri())
+    assert "MLFLOW_ALLOW_FILE_STORE" not in os.environ
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert sink.tracking_uri == f"sqlite:///{(run_dir / 'mlflow.db').as_posix()}"
+    client = MlflowClient(tracking_uri=f"sqlite:///{run_dir / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("neuroplex").experiment_id])
     assert run.data.params["a"] == "1"
     assert run.data.metrics["deep_model.accuracy"] == 0.97
@@ -151,6 +164,16 @@ def test_mlflow_run_is_readable_with_the_mlflow_client(tmp_path) -> None:
     assert run.data.tags["decision.adversarial.0"] == "retrain"
     history = client.get_metric_history(run.info.run_id, "train_loss")
     assert [(m.step, m.value) for m in history] == [(1, 0.5)]
+    assert (run_dir / "mlartifacts").is_dir()
+
+
+def test_mlflow_without_database_packages_says_how_to_get_them(tmp_path, monkeypatch) -> None:
+    pytest.importorskip("mlflow")
+    monkeypatch.setitem(sys.modules, "sqlalchemy", None)  # as if not installed
+    with pytest.raises(
+        ConfigError, match=r"sqlalchemy and alembic: pip install 'neuroplex-sinks\[mlflow\]'"
+    ):
+        neuroplex.create_sink("mlflow", run_dir=str(tmp_path))
 
 
 def test_mlflow_errors_are_sink_errors(tmp_path) -> None:

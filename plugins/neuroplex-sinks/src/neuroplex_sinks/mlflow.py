@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,19 @@ def _clean(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-/ " else "_" for c in name)
 
 
+def _require_database_packages() -> None:
+    """MLflow's database store needs SQLAlchemy and Alembic, which mlflow-skinny leaves out."""
+    try:
+        import alembic  # noqa: F401
+        import sqlalchemy  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "the mlflow sink's database store needs sqlalchemy and alembic: "
+            "pip install 'neuroplex-sinks[mlflow]' (or set the sink's tracking_uri)",
+            path="tracking_uri",
+        ) from None
+
+
 class MlflowSink:
     """Params from the spec, metrics per step, the ONNX model (``artifact`` events) as files.
 
@@ -40,8 +52,12 @@ class MlflowSink:
     (``completed`` → FINISHED, else FAILED). Failures of MLflow raise :class:`SinkError`.
 
     Args:
-        tracking_uri: any MLflow tracking URI (default: a file store ``<run_dir>/mlruns``).
+        tracking_uri: any MLflow tracking URI (default: the database store
+            ``sqlite:///<run_dir>/mlflow.db``, which a plain ``MlflowClient`` or ``mlflow ui``
+            reads back with that URI and no other setting).
         experiment: experiment name (default ``neuroplex``).
+        run_dir: where the default database and the artifacts (``<run_dir>/mlartifacts``) go
+            (default: the current directory).
     """
 
     def __init__(
@@ -57,18 +73,21 @@ class MlflowSink:
             raise ConfigError(
                 "the mlflow sink needs MLflow: pip install 'neuroplex-sinks[mlflow]'"
             ) from None
-        if tracking_uri is None:
-            # MLflow 3 puts its file store in "maintenance mode" behind this switch; a local
-            # file store needs no database packages, so it stays our zero-setup default.
-            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        uri = tracking_uri or (Path(run_dir or ".") / "mlruns").resolve().as_uri()
+        base = Path(run_dir or ".").resolve()
+        uri = tracking_uri or f"sqlite:///{(base / 'mlflow.db').as_posix()}"
+        # our own database keeps its artifacts beside it; any other store decides for itself
+        artifacts = (base / "mlartifacts").as_uri() if tracking_uri is None else None
+        if uri.startswith("sqlite:"):
+            _require_database_packages()
         self._errors: tuple[type[BaseException], ...] = (MlflowException, OSError)
         self.client = MlflowClient(tracking_uri=uri)
         self.tracking_uri = uri
         try:
             found = self.client.get_experiment_by_name(experiment)
             self.experiment_id = (
-                found.experiment_id if found else self.client.create_experiment(experiment)
+                found.experiment_id
+                if found
+                else self.client.create_experiment(experiment, artifact_location=artifacts)
             )
         except self._errors as exc:
             raise SinkError(f"mlflow sink: cannot use tracking URI {uri}: {exc}") from exc
