@@ -111,6 +111,11 @@ class BatchSource:
                     yield batch
             return
         index = self.index_batches(epoch)[skip:]
+        if self.tensors is not None and len(self.tensors) == 2:
+            x, y = self.tensors  # the common (X, y) case without a per-batch generator
+            for idx in index:
+                yield x[idx], y[idx]
+            return
         if self.tensors is not None:
             tensors = self.tensors
             for idx in index:

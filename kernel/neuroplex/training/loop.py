@@ -217,13 +217,9 @@ class Trainer:
         acc = self.accumulation = Accumulation(accum, total, sizes)
         tensors = source.tensors is not None
         on_device = tensors and self.device.type == "cpu"
-        device, model, step_fn, optimize = (
-            self.device,
-            self.model,
-            self.step.train_step,
-            self._optimize,
-        )
-        autocast, scaler, stop = self.precision.autocast(), self.scaler, self._stop
+        device, model, optimize = self.device, self.model, self._optimize
+        step_fn, scaler, stop = self.step.train_step, self.scaler, self._stop
+        amp = self.precision.autocast() if self.precision.dtype is not None else None
         check_every, guard = self.guard.checks_every_step, self.guard
         callbacks, batch_end = self.callbacks, self.callbacks.has_batch_end
         add_metrics, add_count = self.metric_log.steps.append, self.metric_log.counts.append
@@ -232,15 +228,18 @@ class Trainer:
         for batch in source.batches(epoch, skip):
             if not on_device:
                 batch = to_device(batch, device)
-            n = len(batch[0]) if tensors else batch_items(batch)
+            n = batch[0].shape[0] if tensors else batch_items(batch)
             self._want_norm = check_every or index == total - 1
             if accum > 1:
                 acc.at(index, n)
             self._in_batch = True
             t0 = perf()
             try:
-                with autocast:
+                if amp is None:
                     out = step_fn(model, batch, optimize)
+                else:
+                    with amp:
+                        out = step_fn(model, batch, optimize)
                 if acc.boundary:
                     if scaler is not None:
                         scaler.update()

@@ -50,6 +50,8 @@ class SupervisedStep:
 
     @staticmethod
     def _split(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if type(batch) is tuple and len(batch) >= 2:  # the common case first (no ABC check)
+            return batch[0], batch[1]
         if isinstance(batch, Mapping):
             return batch["x"], batch["y"]
         if not isinstance(batch, tuple | list) or len(batch) < 2:
