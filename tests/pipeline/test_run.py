@@ -10,7 +10,7 @@ import pytest
 
 from neuroplex import ConfigError
 from neuroplex.cli import main
-from neuroplex.pipeline import run
+from neuroplex.run import run
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "plugins"
 
