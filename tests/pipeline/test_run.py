@@ -69,6 +69,30 @@ def test_run_end_to_end(tiny, tmp_path: Path) -> None:
     assert result.analyses["mean_logit"]["n"] == 16
 
 
+def test_one_analyzer_listed_twice_keeps_both_results_under_their_ids(tiny, tmp_path: Path) -> None:
+    analyzers = [
+        {"name": "mean_logit", "n_samples": 16},
+        {"name": "mean_logit", "id": "mean_logit-torch", "backend": "torch", "n_samples": 8},
+    ]
+    out = tmp_path / "run"
+    result = run(spec(tmp_path, analysis={"analyzers": analyzers}), output=out)
+    assert result.analyses["mean_logit"]["n"] == 16
+    assert result.analyses["mean_logit-torch"]["n"] == 8
+    events = [json.loads(line) for line in (tmp_path / "ev.jsonl").read_text().splitlines()]
+    analysis = {e["name"]: e for e in events if e["kind"] == "analysis"}
+    assert set(analysis) == {"mean_logit", "mean_logit-torch"}
+    titles = [s["title"] for s in json.loads((out / "results.json").read_text())["sections"]]
+    assert "mean_logit" in titles and "mean_logit-torch" in titles
+    assert "mean_logit-torch" in (out / "report.html").read_text()
+
+
+def test_two_analyzer_entries_with_one_id_fail_before_any_work(tiny, tmp_path: Path) -> None:
+    analyzers = [{"name": "mean_logit"}, {"name": "mean_logit", "backend": "torch"}]
+    with pytest.raises(ConfigError, match=r"analysis\.analyzers\[1\]\.id: 'mean_logit' is also"):
+        run(spec(tmp_path, analysis={"analyzers": analyzers}), output=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_unfinished_run_dir_needs_resume(tiny, tmp_path: Path) -> None:
     out = tmp_path / "run"
     out.mkdir()

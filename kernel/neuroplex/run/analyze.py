@@ -81,9 +81,9 @@ def run_analyses(
         n = min(spec.n_samples, len(x_test))
         with plugin_errors(analyzer, "analyzer", spec.name, "analyzing"):
             result = analyzer.analyze(x_test[:n], None if y_test is None else y_test[:n])
-        key = spec.name if round_ == 0 else f"{spec.name}@round{round_}"
+        key = spec.key if round_ == 0 else f"{spec.key}@round{round_}"
         results[key] = result
-        mechanic.record_analysis(spec.name, result, step=round_)
+        mechanic.record_analysis(spec.key, result, step=round_)
     return results
 
 
