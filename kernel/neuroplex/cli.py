@@ -132,7 +132,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _launch_torchrun(args, nproc)
     from neuroplex.run import run
 
-    result = run(args.spec, output=args.output, resume=args.resume, epochs=args.epochs)
+    result = run(
+        args.spec,
+        output=args.output,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        epochs=args.epochs,
+    )
     if int(os.environ.get("RANK", "0")) == 0:
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in result.test_metrics.items())
         print(f"run {result.run_id}: {result.status}; test {metrics}")
@@ -154,6 +160,10 @@ def _launch_torchrun(args: argparse.Namespace, nproc: int) -> int:
             f'--nproc {nproc} needs training.strategy = "ddp" in the spec '
             f"(it is {spec.training.strategy!r})"
         )
+    from neuroplex.run.rundir import locate
+
+    # every process must use one directory: make it here, once
+    output = locate(spec, args.output, resume=args.resume, overwrite=args.overwrite)
     cmd = [
         sys.executable,
         "-m",
@@ -164,9 +174,9 @@ def _launch_torchrun(args: argparse.Namespace, nproc: int) -> int:
         "neuroplex",
         "run",
         str(args.spec),
+        "--output",
+        str(output),
     ]
-    if args.output:
-        cmd += ["--output", str(args.output)]
     if args.resume:
         cmd.append("--resume")
     if args.epochs:
@@ -304,9 +314,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", parents=[common], help="run a spec end to end")
     p.add_argument("spec", help="path to a run spec (.toml or .json)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --output")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the unfinished run in --output (default: the newest unfinished version)",
+    )
     p.add_argument("--nproc", type=int, default=1, help="processes (DDP under torchrun)")
-    p.add_argument("--output", "-o", default=None, help="run directory (default: runs/NAME)")
+    p.add_argument(
+        "--output",
+        "-o",
+        default=None,
+        help="run directory (default: a new OUTPUT_DIR/NAME/version_N; OUTPUT_DIR=runs)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --output")
     p.add_argument("--epochs", type=int, default=None, help="override training.epochs")
     p.set_defaults(func=cmd_run)
 

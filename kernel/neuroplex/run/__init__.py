@@ -31,7 +31,7 @@ from neuroplex.config import RunSpec, load_spec
 from neuroplex.errors import ComponentNotFoundError, ConfigError
 from neuroplex.plugins import PluginManager, get_plugin_manager, use_plugin_manager
 from neuroplex.registry import FIRST_PARTY, get_registration, missing_distributions
-from neuroplex.run.rundir import RunDir, RunResult, default_path, sigterm_as_interrupt, worker_rank
+from neuroplex.run.rundir import RunDir, RunResult, locate, sigterm_as_interrupt, worker_rank
 
 __all__ = ["RunResult", "check_requirements", "required_components", "run"]
 
@@ -41,9 +41,15 @@ def run(
     *,
     output: str | Path | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     epochs: int | None = None,
 ) -> RunResult:
-    """Run a spec end to end; returns a :class:`RunResult` (also in ``results.json``)."""
+    """Run a spec end to end; returns a :class:`RunResult` (also in ``results.json``).
+
+    ``output``: the run directory (default: a new ``<output_dir>/<name>/version_N``);
+    ``resume``: continue the unfinished run in ``output`` (default: the newest unfinished
+    version); ``overwrite``: replace a finished run in ``output`` instead of refusing.
+    """
     if not isinstance(spec, RunSpec):
         spec = load_spec(spec)
     if epochs is not None:
@@ -52,8 +58,9 @@ def run(
         check_requirements(spec)
         from neuroplex.run.execute import execute, execute_worker  # imports torch
 
-        path = default_path(spec, output)
-        if worker_rank(spec) > 0:
+        rank = worker_rank(spec)  # under torchrun, rank 0 alone makes and owns the directory
+        path = locate(spec, output, resume=resume, overwrite=overwrite, create=rank == 0)
+        if rank > 0:
             with sigterm_as_interrupt():
                 return execute_worker(spec, path, resume=resume)
         run_dir = RunDir.open(spec, path, resume=resume)
