@@ -9,6 +9,8 @@ run (annotations are strings here) and do not count.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -113,6 +115,16 @@ def test_the_run_stages_import_only_earlier_stages() -> None:
     for i, stage in enumerate(stages):
         later = {f"neuroplex.run.{s}" for s in stages[i + 1 :]}
         assert not graph[f"neuroplex.run.{stage}"] & later, stage
+
+
+def test_the_run_package_loads_torch_only_when_a_run_starts() -> None:
+    """A spec naming a missing plugin fails before torch loads (seconds on a cold start)."""
+    code = (
+        "import sys, neuroplex.run, neuroplex.run.rundir, neuroplex.pipeline; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 @pytest.mark.parametrize(

@@ -256,3 +256,23 @@ def test_an_explicit_output_holding_a_run_is_replaced_only_with_overwrite(
     assert second.run_id != first.run_id and second.run_dir == out
     assert not (out / "stale.txt").exists()
     assert json.loads((out / "manifest.json").read_text())["run_id"] == second.run_id
+
+
+def test_nproc_picks_one_directory_for_every_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    body = spec(tmp_path, output_dir=str(tmp_path / "runs"))
+    body["training"] = {**body["training"], "strategy": "ddp"}  # type: ignore[dict-item]
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(body))
+    for _ in range(2):
+        assert main(["run", str(path), "--nproc", "2", "--epochs", "1"]) == 0
+    versions = [tmp_path / "runs" / "tiny" / f"version_{n}" for n in (0, 1)]
+    for cmd, version in zip(calls, versions, strict=True):
+        assert cmd[cmd.index("--output") + 1] == str(version) and version.is_dir()
+        assert cmd[-2:] == ["--epochs", "1"] and "--resume" not in cmd
