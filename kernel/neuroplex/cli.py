@@ -13,10 +13,11 @@ import sys
 import traceback
 from collections.abc import Sequence
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from neuroplex import __version__
-from neuroplex.errors import NeuroplexError
+from neuroplex.errors import ConfigError, NeuroplexError
 from neuroplex.records import KINDS
 
 __all__ = ["main"]
@@ -124,39 +125,119 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from neuroplex.pipeline import run_cli
+    nproc = 1 if args.nproc is None else int(args.nproc)
+    if nproc < 1:
+        raise ConfigError(f"--nproc must be >= 1, got {nproc}")
+    if nproc > 1 and "LOCAL_RANK" not in os.environ:
+        return _launch_torchrun(args, nproc)
+    from neuroplex.run import run
 
-    return run_cli(args)
+    result = run(
+        args.spec,
+        output=args.output,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        epochs=args.epochs,
+    )
+    if int(os.environ.get("RANK", "0")) == 0:
+        metrics = ", ".join(f"{k}={v:.4f}" for k, v in result.test_metrics.items())
+        print(f"run {result.run_id}: {result.status}; test {metrics}")
+        print(f"run directory: {result.run_dir}")
+        if result.report:
+            print(f"report: {result.report}")
+    return 0
+
+
+def _launch_torchrun(args: argparse.Namespace, nproc: int) -> int:
+    """``neuroplex run --nproc N``: the same command under ``torch.distributed.run``."""
+    import subprocess
+
+    from neuroplex.config import load_spec
+
+    spec = load_spec(args.spec)
+    if spec.training.strategy != "ddp":
+        raise ConfigError(
+            f'--nproc {nproc} needs training.strategy = "ddp" in the spec '
+            f"(it is {spec.training.strategy!r})"
+        )
+    from neuroplex.run.rundir import locate
+
+    # every process must use one directory: make it here, once
+    output = locate(spec, args.output, resume=args.resume, overwrite=args.overwrite)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "neuroplex",
+        "run",
+        str(args.spec),
+        "--output",
+        str(output),
+    ]
+    if args.resume:
+        cmd.append("--resume")
+    if args.epochs:
+        cmd += ["--epochs", str(args.epochs)]
+    return subprocess.call(cmd)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from neuroplex.pipeline import export_cli
+    from neuroplex.run.export import export_checkpoint
 
-    return export_cli(args)
+    path = export_checkpoint(Path(args.checkpoint), Path(args.output))
+    print(f"exported and verified: {path}")
+    return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from neuroplex.pipeline import verify_cli
+    from neuroplex.run.export import verify_against_checkpoint
 
-    return verify_cli(args)
+    print(verify_against_checkpoint(Path(args.onnx), Path(args.against)))
+    return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from neuroplex.pipeline import predict_cli
+    import numpy as np
 
-    return predict_cli(args)
+    path = Path(args.input)
+    if not path.is_file():
+        raise ConfigError(f"input file not found: {path}")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"{path}: not a .npy array: {exc}") from None
+    import torch
+
+    from neuroplex.onnx import load_onnx
+
+    module = load_onnx(Path(args.onnx))
+    with torch.no_grad():
+        out = module(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+    if args.output:
+        np.save(args.output, out)
+        print(f"wrote {args.output} {out.shape}")
+    else:
+        pred = out.argmax(axis=-1) if out.ndim == 2 else out
+        print(json.dumps(pred.tolist()))
+    return 0
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from neuroplex.pipeline import analyze_cli
+    from neuroplex.run.analyze import analyze_file
 
-    return analyze_cli(args)
+    results = analyze_file(Path(args.onnx), args.analyzer, args.data, args.n_samples)
+    print(json.dumps(results, indent=2, default=str))
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from neuroplex.pipeline import report_cli
+    from neuroplex.report import build_report
 
-    return report_cli(args)
+    print(build_report(Path(args.run_dir)))
+    return 0
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -233,9 +314,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", parents=[common], help="run a spec end to end")
     p.add_argument("spec", help="path to a run spec (.toml or .json)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --output")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the unfinished run in --output (default: the newest unfinished version)",
+    )
     p.add_argument("--nproc", type=int, default=1, help="processes (DDP under torchrun)")
-    p.add_argument("--output", "-o", default=None, help="run directory (default: runs/NAME)")
+    p.add_argument(
+        "--output",
+        "-o",
+        default=None,
+        help="run directory (default: a new OUTPUT_DIR/NAME/version_N; OUTPUT_DIR=runs)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --output")
     p.add_argument("--epochs", type=int, default=None, help="override training.epochs")
     p.set_defaults(func=cmd_run)
 

@@ -206,7 +206,12 @@ class ExportConfig:
 
 @attrs.frozen(kw_only=True)
 class AnalyzerSpec:
-    """One analysis to run: a registered analyzer name and its options."""
+    """One analysis to run: a registered analyzer name and its options.
+
+    ``id`` names this entry's result (its ``results.json`` section, its sink events, its
+    report section); it defaults to ``name``, so the same analyzer listed twice (e.g. once on
+    ``onnx`` and once on ``torch``) needs an ``id`` on at least one of the two entries.
+    """
 
     #: a registered analyzer (`neuroplex list analyzer`), e.g. `fgsm`, `saliency`
     name: str = attrs.field(validator=_name)
@@ -216,14 +221,35 @@ class AnalyzerSpec:
     backend: Literal["onnx", "torch"] = "onnx"
     #: how many test samples to analyze (the first ones)
     n_samples: int = attrs.field(default=256, validator=_positive)
+    #: the name this entry's result is filed under (results.json, sinks, report); default: `name`
+    id: str | None = attrs.field(default=None, validator=attrs.validators.optional(_name))
+
+    @property
+    def key(self) -> str:
+        """What the entry's result is filed under: ``id``, else ``name``."""
+        return self.id if self.id is not None else self.name
+
+
+def _unique_ids(inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    seen: dict[str, int] = {}
+    for i, spec in enumerate(value):
+        first = seen.setdefault(spec.key, i)
+        if first != i:
+            other = value[first]
+            raise ConfigError(
+                f"{spec.key!r} is also the id of {attribute.name}[{first}] ({other.name} on "
+                f"{other.backend}); an entry's id defaults to its analyzer name, so give one "
+                f'of the two its own id, e.g. id = "{spec.name}-{spec.backend}"',
+                path=f"{attribute.name}[{i}].id",
+            )
 
 
 @attrs.frozen(kw_only=True)
 class AnalysisConfig:
     """The analyses (explanations, attacks) to run on the trained model."""
 
-    #: the analyses to run after training, in order
-    analyzers: list[AnalyzerSpec] = attrs.field(factory=list)
+    #: the analyses to run after training, in order; two entries need distinct ids
+    analyzers: list[AnalyzerSpec] = attrs.field(factory=list, validator=_unique_ids)
 
 
 @attrs.frozen(kw_only=True)

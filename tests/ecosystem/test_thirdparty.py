@@ -151,7 +151,7 @@ def _spec(tmp_path: Path) -> dict:
 
 
 def test_spec_names_its_components(example_manager: PluginManager, tmp_path: Path) -> None:
-    from neuroplex.pipeline import required_components
+    from neuroplex.run import required_components
 
     spec = load_spec(_spec(tmp_path))
     need = required_components(spec)
@@ -166,11 +166,11 @@ def test_spec_names_its_components(example_manager: PluginManager, tmp_path: Pat
     "neuroplex-example-plugin", "neuroplex-datasets", "neuroplex-models", "neuroplex-devices"
 )
 def test_run_spec_trains_with_the_example_optimizer_and_sink(tmp_path: Path) -> None:
-    """End to end through ``neuroplex.pipeline.run`` with the installed plugins."""
+    """End to end through ``neuroplex.run.run`` with the installed plugins."""
     spec = _spec(tmp_path)
     spec["feedback"]["sinks"][0]["options"]["path"] = str(tmp_path / "events.csv")
     code = (
-        "import json, sys\nfrom neuroplex.pipeline import run\n"
+        "import json, sys\nfrom neuroplex.run import run\n"
         f"result = run({spec!r})\n"
         "print(json.dumps({'status': result.status, 'metrics': result.test_metrics}))\n"
     )

@@ -46,7 +46,21 @@ def spec(**sections: object) -> dict[str, object]:
         (
             spec(analysis={"analyzers": [{"name": "fgsm"}, {"nme": "x"}]}),
             "analysis.analyzers[1].nme: unknown key; valid keys: name, options, backend, "
-            "n_samples; did you mean 'name'?",
+            "n_samples, id; did you mean 'name'?",
+        ),
+        (
+            spec(analysis={"analyzers": [{"name": "fgsm"}, {"name": "fgsm", "backend": "torch"}]}),
+            "analysis.analyzers[1].id: 'fgsm' is also the id of analyzers[0] (fgsm on onnx); an "
+            "entry's id defaults to its analyzer name, so give one of the two its own id, "
+            'e.g. id = "fgsm-torch"',
+        ),
+        (
+            spec(analysis={"analyzers": [{"name": "pgd", "id": "a"}, {"name": "fgsm", "id": "a"}]}),
+            "analysis.analyzers[1].id: 'a' is also the id of analyzers[0] (pgd on onnx)",
+        ),
+        (
+            spec(analysis={"analyzers": [{"name": "fgsm", "id": ""}]}),
+            "analysis.analyzers[0].id: must be a non-empty name, got ''",
         ),
         (spec(plugins={"prefer": {"model:cnn": 1}}), "plugins.prefer.model:cnn: expected a string"),
         ({"data": {"name": "digits"}}, "model: required key is missing"),
@@ -150,7 +164,11 @@ run_specs = st.builds(
     training=training,
     analysis=st.builds(
         AnalysisConfig,
-        analyzers=st.lists(st.builds(AnalyzerSpec, name=names, options=hyper), max_size=3),
+        analyzers=st.lists(
+            st.builds(AnalyzerSpec, name=names, options=hyper, id=st.none() | names),
+            max_size=3,
+            unique_by=lambda a: a.key,
+        ),
     ),
     name=names,
 )

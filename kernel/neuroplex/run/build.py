@@ -1,0 +1,65 @@
+"""Stage 2, build: the spec's model, created from its plugin after seeding every RNG."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+import torch
+
+from neuroplex.config import ModelConfig
+from neuroplex.errors import NeuroplexError, PluginError
+from neuroplex.records import ModelRecord, resolve_factory
+from neuroplex.registry import create_model, get_record, origin_of
+from neuroplex.run.data import Loaded
+from neuroplex.training import seed_everything
+
+__all__ = ["Built", "build", "model_record", "plugin_errors", "training_step"]
+
+
+@attrs.frozen(kw_only=True)
+class Built:
+    """The build stage's result: the data stage's, plus the model and its record."""
+
+    loaded: Loaded
+    record: ModelRecord
+    model: torch.nn.Module
+
+
+def build(loaded: Loaded) -> Built:
+    seed_everything(loaded.spec.training.seed)
+    record = model_record(loaded.spec.model)
+    return Built(loaded=loaded, record=record, model=create_model(loaded.spec.model))
+
+
+def model_record(spec: ModelConfig) -> ModelRecord:
+    record = get_record("model", spec.name)
+    assert isinstance(record, ModelRecord)
+    return record
+
+
+def training_step(record: ModelRecord) -> Any:
+    """The family's own training step (``ModelRecord.training_step``), or ``None``."""
+    if record.training_step is None:
+        return None
+    return resolve_factory(record.training_step, component=f"model:{record.name}")()
+
+
+@contextlib.contextmanager
+def plugin_errors(component: Any, kind: str, name: str, doing: str) -> Iterator[None]:
+    """An exception from plugin code while ``doing`` something with ``component`` becomes a
+    :class:`PluginError` naming the component, its plugin and its distribution (the original
+    stays chained: ``--debug`` shows its traceback). Neuroplex's own errors pass through."""
+    try:
+        yield
+    except NeuroplexError:
+        raise
+    except Exception as exc:
+        reg = origin_of(component)
+        where = f" from {reg.origin} (plugin {reg.plugin!r})" if reg is not None else ""
+        raise PluginError(
+            f"{kind} {name!r}{where} failed while {doing}: {type(exc).__name__}: {exc} "
+            "(--debug shows the traceback)"
+        ) from exc

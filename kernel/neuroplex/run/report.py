@@ -1,0 +1,205 @@
+"""Stage 7, report: ``results.json`` (the sections of the report: summary, training curves,
+test metrics, ONNX parity, each analysis, the Mechanic's rounds, samples, time per stage),
+``arrays.npz`` and ``report.html`` with its plots; and the run's :class:`RunResult`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from neuroplex.atomic import write_json
+from neuroplex.config import RunSpec
+from neuroplex.mechanic import to_plain
+from neuroplex.records import DataSplits
+from neuroplex.report import build_report
+from neuroplex.run.data import _xy
+from neuroplex.run.feedback import FedBack, _numbers
+from neuroplex.run.rundir import RunResult
+
+__all__ = ["report", "result", "write_results"]
+
+
+def report(fed: FedBack, stage_seconds: Mapping[str, float]) -> Path:
+    """Write the run's results and report; returns the path of ``report.html``."""
+    exported = fed.analyzed.exported
+    trained = exported.tested.trained
+    loaded = trained.built.loaded
+    return write_results(
+        loaded.run_dir,
+        loaded.spec,
+        trained.history,
+        fed.test_metrics,
+        fed.verification,
+        fed.analyses,
+        fed.rounds,
+        stage_seconds,
+        loaded.data,
+        trained.built.model,
+    )
+
+
+def result(
+    fed: FedBack, run_id: str, stage_seconds: Mapping[str, float], report: Path
+) -> RunResult:
+    """What :func:`neuroplex.run.run` returns for a completed run."""
+    return RunResult(
+        run_dir=fed.analyzed.exported.tested.trained.built.loaded.run_dir,
+        run_id=run_id,
+        status="completed",
+        test_metrics=fed.test_metrics,
+        stage_seconds=dict(stage_seconds),
+        analyses={k: to_plain(v) for k, v in fed.analyses.items()},
+        rounds=fed.rounds,
+        verification=to_plain(fed.verification) if fed.verification is not None else None,
+        report=report,
+    )
+
+
+def write_results(
+    run_dir: Path,
+    spec: RunSpec,
+    history: Any,
+    test_metrics: Mapping[str, float],
+    verification: Any,
+    analyses: Mapping[str, Any],
+    rounds: Sequence[Mapping[str, Any]],
+    stage_seconds: Mapping[str, float],
+    data: DataSplits,
+    model: torch.nn.Module,
+) -> Path:
+    sections: list[dict[str, Any]] = []
+    arrays: dict[str, Any] = {}
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in test_metrics.items())
+    sections.append(
+        {
+            "type": "text",
+            "title": "Summary",
+            "text": f"{spec.model.name} on {spec.data.name}: test {metrics}",
+        }
+    )
+    sections.extend(_history_sections(history))
+    sections.append(
+        {
+            "type": "table",
+            "title": "Test metrics",
+            "columns": ["metric", "value"],
+            "rows": [[k, v] for k, v in test_metrics.items()],
+        }
+    )
+    if verification is not None:
+        sections.extend(_sections_of("ONNX parity", verification, arrays))
+    for name, result in analyses.items():
+        sections.extend(_sections_of(name, result, arrays))
+    if rounds:
+        sections.append(
+            {
+                "type": "table",
+                "title": "Mechanic: adversarial rounds",
+                "columns": [
+                    "round",
+                    "attack",
+                    "epsilon",
+                    "clean_accuracy",
+                    "robust_accuracy",
+                    "action",
+                ],
+                "rows": [
+                    [
+                        r.get("round"),
+                        r.get("attack"),
+                        r.get("epsilon"),
+                        r.get("clean_accuracy"),
+                        r.get("robust_accuracy"),
+                        r.get("action"),
+                    ]
+                    for r in rounds
+                ],
+            }
+        )
+        sections.append(
+            {
+                "type": "lines",
+                "title": "Robustness before and after retraining",
+                "x": [r["round"] for r in rounds],
+                "series": {
+                    "robust_accuracy": [r.get("robust_accuracy") for r in rounds],
+                    "clean_accuracy": [r.get("clean_accuracy") for r in rounds],
+                },
+                "xlabel": "Mechanic round",
+            }
+        )
+    samples = getattr(model, "report_samples", None)
+    if callable(samples):
+        x_test, _ = _xy(data.test)
+        for title, images in samples(x_test[:16]).items():
+            key = f"samples_{len(arrays)}"
+            arrays[key] = np.asarray(images)
+            sections.append({"type": "images", "title": title, "array": key})
+    sections.append(
+        {
+            "type": "table",
+            "title": "Time per stage",
+            "columns": ["stage", "seconds"],
+            "rows": [[k, v] for k, v in stage_seconds.items()],
+        }
+    )
+    results = {
+        "title": f"neuroplex run: {spec.name}",
+        "subtitle": f"model {spec.model.name}, data {spec.data.name}",
+        "test_metrics": dict(test_metrics),
+        "rounds": list(rounds),
+        "stage_seconds": dict(stage_seconds),
+        "sections": sections,
+    }
+    if arrays:
+        np.savez_compressed(run_dir / "arrays.npz", **arrays)
+    write_json(run_dir / "results.json", to_plain(results))
+    return build_report(run_dir)
+
+
+def _history_sections(history: Any) -> list[dict[str, Any]]:
+    epochs = [to_plain(e) for e in getattr(history, "epochs", [])]
+    if not epochs:
+        return []
+    series: dict[str, list[Any]] = {}
+    for epoch in epochs:
+        flat = _numbers(epoch)
+        for key in flat:
+            if "loss" in key or "accuracy" in key:
+                series.setdefault(key, [])
+    for key in series:
+        series[key] = [_numbers(e).get(key) for e in epochs]
+    x = [int(_numbers(e).get("epoch", i + 1)) for i, e in enumerate(epochs)]
+    return [
+        {"type": "lines", "title": "Training curves", "x": x, "series": series, "xlabel": "epoch"}
+    ]
+
+
+def _sections_of(title: str, result: Any, arrays: dict[str, Any]) -> list[dict[str, Any]]:
+    sections = getattr(result, "report_sections", None)
+    if callable(sections):
+        out = []
+        for section in sections():
+            section = dict(section)
+            section["title"] = f"{title}: {section.get('title', '')}".rstrip(": ")
+            if section.get("type") == "images" and "data" in section:
+                key = f"a{len(arrays)}"
+                arrays[key] = np.asarray(section.pop("data"))
+                section["array"] = key
+            out.append(section)
+        return out
+    numbers = _numbers(result)
+    if not numbers:
+        return []
+    return [
+        {
+            "type": "table",
+            "title": title,
+            "columns": ["quantity", "value"],
+            "rows": [[k, v] for k, v in list(numbers.items())[:60]],
+        }
+    ]

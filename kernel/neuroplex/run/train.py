@@ -1,0 +1,98 @@
+"""Stage 3, train: the Trainer on the train/val splits, checkpointing into the run directory;
+then the test metrics of the trained model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from neuroplex.config import RunSpec, TrainingConfig
+from neuroplex.mechanic import Mechanic
+from neuroplex.records import ModelRecord
+from neuroplex.run.build import Built, plugin_errors, training_step
+from neuroplex.training import Trainer
+from neuroplex.training import evaluate as trainer_evaluate
+
+__all__ = ["Tested", "Trained", "evaluate", "test", "train", "train_model"]
+
+
+@attrs.frozen(kw_only=True)
+class Trained:
+    """The train stage's result: the build stage's, plus the Trainer's history."""
+
+    built: Built
+    history: Any
+
+
+@attrs.frozen(kw_only=True)
+class Tested:
+    """The trained model's metrics on the test split (``loss``, ``accuracy``, ...)."""
+
+    trained: Trained
+    test_metrics: dict[str, float]
+
+
+def train(built: Built, *, resume: bool, mechanic: Mechanic | None) -> Trained:
+    """Train the model as the spec says, checkpointing into ``<run_dir>/checkpoints``."""
+    spec, run_dir, data = built.loaded.spec, built.loaded.run_dir, built.loaded.data
+    config = _training_config(spec, run_dir)
+    history = train_model(
+        built.model, built.record, config, data.train, data.val, resume=resume,
+        mechanic=mechanic, tag=spec.model.name,
+    )  # fmt: skip
+    return Trained(built=built, history=history)
+
+
+def test(trained: Trained, mechanic: Mechanic) -> Tested:
+    built = trained.built
+    test_metrics = evaluate(built.model, built.record, built.loaded.data.test)
+    mechanic.record_performance(built.loaded.spec.model.name, test_metrics, step=0)
+    return Tested(trained=trained, test_metrics=test_metrics)
+
+
+def _training_config(spec: RunSpec, run_dir: Path, **changes: Any) -> TrainingConfig:
+    return attrs.evolve(spec.training, checkpoint_dir=str(run_dir / "checkpoints"), **changes)
+
+
+def train_model(
+    model: torch.nn.Module,
+    record: ModelRecord,
+    config: TrainingConfig,
+    train: tuple[Any, Any],
+    val: tuple[Any, Any],
+    *,
+    resume: bool,
+    mechanic: Mechanic | None,
+    tag: str,
+) -> Any:
+    callbacks = []
+    if mechanic is not None:
+        callbacks.append(_EpochToMechanic(mechanic, tag))
+    trainer = Trainer(model, config, step=training_step(record), callbacks=callbacks)
+    with plugin_errors(model, "model", record.name, "training"):
+        return trainer.train(train, val, resume="last" if resume else None)
+
+
+class _EpochToMechanic:
+    """Trainer callback: every finished epoch becomes an ``epoch`` event."""
+
+    def __init__(self, mechanic: Mechanic, tag: str) -> None:
+        self.mechanic = mechanic
+        self.tag = tag
+
+    def on_epoch_end(self, trainer: Any, epoch: Any) -> None:
+        index = int(getattr(epoch, "epoch", 0))
+        self.mechanic.record_epoch(self.tag, epoch, step=index)
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module, record: ModelRecord, split: tuple[Any, Any]
+) -> dict[str, float]:
+    """Test metrics through the family's ``eval_step`` (or the supervised default)."""
+    with plugin_errors(model, "model", record.name, "evaluating"):
+        metrics = trainer_evaluate(model, split, step=training_step(record))
+    return {k: float(v) for k, v in metrics.items()}
