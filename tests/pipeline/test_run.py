@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from neuroplex import ConfigError, load_spec
 from neuroplex.cli import main
 from neuroplex.run import run
+from neuroplex.run.rundir import locate
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "plugins"
 
@@ -207,7 +209,7 @@ def test_latest_is_a_file_naming_the_version_where_symlinks_fail(
 
 
 def test_resume_continues_the_newest_unfinished_version(
-    tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from neuroplex.run import execute
 
@@ -224,8 +226,16 @@ def test_resume_continues_the_newest_unfinished_version(
     stopped = runs / "tiny" / "version_1"
     manifest = json.loads((stopped / "manifest.json").read_text())
     assert manifest["status"] == "interrupted"
+    capsys.readouterr()
+    assert locate(load_spec(spec(tmp_path, output_dir=str(runs))), None, resume=False).name == (
+        "version_2"
+    )
+    assert f"{stopped} did not finish (interrupted)" in capsys.readouterr().err
+    shutil.rmtree(runs / "tiny" / "version_2")
     monkeypatch.setattr(execute, "export", real_export)
+    capsys.readouterr()
     resumed = run(spec(tmp_path, output_dir=str(runs)), resume=True)
+    assert f"neuroplex: resuming {stopped}" in capsys.readouterr().err
     assert (resumed.run_dir, resumed.run_id) == (stopped, manifest["run_id"])
     assert resumed.status == "completed" and (stopped / "model.onnx").is_file()
     assert sorted(p.name for p in (runs / "tiny").iterdir()) == ["latest", "version_0", "version_1"]

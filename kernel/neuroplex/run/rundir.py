@@ -215,6 +215,15 @@ def _next_version(base: Path) -> int:
 def _new_version(base: Path) -> Path:
     base.mkdir(parents=True, exist_ok=True)
     n = _next_version(base)
+    newest = _versions_of(base)[-1][1] if n else None
+    status = (_manifest(newest) or {}).get("status") if newest is not None else None
+    if newest is not None and status not in (*_FINISHED, None):
+        print(
+            f"neuroplex: {newest} did not finish ({status}); this run starts a new version "
+            "(--resume continues that one)",
+            file=sys.stderr,
+            flush=True,
+        )
     while True:
         path = base / f"version_{n}"
         try:
