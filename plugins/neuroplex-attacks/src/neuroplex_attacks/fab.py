@@ -115,10 +115,16 @@ def _run(
         with torch.no_grad():
             w = grad.reshape(n, -1)
             flat = x.reshape(n, -1)
-            d_cur = box_projection(flat, w, -gap, norm, input_range)
-            d_orig = box_projection(
-                flat0, w, -gap - (w * (flat0 - flat)).sum(dim=1), norm, input_range
+            # both projections in one batched call: from x_k, and from x₀
+            c_orig = -gap - (w * (flat0 - flat)).sum(dim=1)
+            both = box_projection(
+                torch.cat([flat, flat0]),
+                w.repeat(2, 1),
+                torch.cat([-gap, c_orig]),
+                norm,
+                input_range,
             )
+            d_cur, d_orig = both[:n], both[n:]
             n_cur, n_orig = _norm(d_cur, norm), _norm(d_orig, norm)
             alpha = (n_cur / (n_cur + n_orig).clamp_min(_TINY)).clamp(0.0, alpha_max)[:, None]
             moved = (1 - alpha) * (flat + eta * d_cur) + alpha * (flat0 + eta * d_orig)
