@@ -191,9 +191,12 @@ def test_square_is_at_least_as_strong_as_art_square(case):
 @pytest.mark.slow
 @FULL
 @MODELS
-def test_apgd_t_agrees_with_art_targeted_apgd_over_the_top9(case):
-    """ART's targeted APGD (DLR towards the target) once per class the clean logits rank 2nd to
-    10th, each on the points still robust, vs our ``apgd_t``."""
+def test_apgd_t_is_at_least_as_strong_as_art_targeted_apgd_over_the_top9(case):
+    """ART's targeted APGD once per class the clean logits rank 2nd to 10th, each on the points
+    still robust, vs our ``apgd_t``. One-sided: ART's targeted loss is its untargeted DLR
+    towards the target (denominator ``z_π1 − z_π3``), not the paper's targeted DLR, and is the
+    weaker of the two on the robust MLP (measured, 200 points: ours 0.60, ART 0.62; on the CNN
+    and the MLP within 1 point)."""
     name, model, x, y = case
     ours = AdversarialTester(model).test_robustness(x, y, "apgd_t", EPS).robust_accuracy
     np.random.seed(0)
@@ -210,14 +213,16 @@ def test_apgd_t_agrees_with_art_targeted_apgd_over_the_top9(case):
         adv = attack.generate(x.numpy()[idx], target)
         robust[idx] = classifier.predict(adv).argmax(axis=1) == y.numpy()[idx]
     theirs = float(robust.mean())
-    assert abs(ours - theirs) <= TOL, (name, ours, theirs)
+    assert ours <= theirs + TOL, (name, ours, theirs)
 
 
 @pytest.mark.slow
 @FULL
-@MODELS
+@pytest.mark.parametrize("case", ["cnn"], indirect=True)
 def test_autoattack_agrees_with_art_default_autoattack(case):
-    """ART's default AutoAttack (APGD-CE, APGD-DLR, DeepFool, Square, five restarts each)."""
+    """ART's default AutoAttack (APGD-CE, APGD-DLR, DeepFool, Square, five restarts each; about
+    16 minutes on a loaded 2-core machine). The CNN only: ART's Square refuses inputs that are
+    not images ("Attack can only be applied to image data")."""
     from art.attacks.evasion import AutoAttack
 
     name, model, x, y = case
