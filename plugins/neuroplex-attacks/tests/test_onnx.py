@@ -110,3 +110,51 @@ def test_fgsm_on_onnx_cnn_equals_pytorch(digits, tmp_path):
     ours = AdversarialTester(module).attack(images, y[:100], "fgsm", EPS)
     reference = AdversarialTester(cnn).attack(images, y[:100], "fgsm", EPS)
     assert int(((ours - reference).abs().flatten(1).amax(dim=1) > 1e-6).sum()) <= 1
+
+
+# the standard AutoAttack at a fraction of its cost (the published defaults: test_autoattack.py)
+SMALL = {
+    "apgd_ce": {"n_iter": 20},
+    "apgd_t": {"n_iter": 20, "n_target_classes": 3},
+    "fab_t": {"n_iter": 20, "n_target_classes": 3},
+    "square": {"n_queries": 300},
+}
+
+
+def test_autoattack_on_onnx_runtime_equals_pytorch(digits, digits_mlp, onnx_module):
+    _, _, x, y = digits
+    x, y = x[:100], y[:100]
+    onnx = AdversarialTester(onnx_module).evaluate(x, y, EPS, options=SMALL)
+    torch_ = AdversarialTester(digits_mlp).evaluate(x, y, EPS, options=SMALL)
+    assert (onnx.backend, onnx.tier) == ("onnx", "gradients")
+    assert onnx.attacks == torch_.attacks == ("apgd_ce", "apgd_t", "fab_t", "square")
+    assert onnx.clean_correct == torch_.clean_correct
+    assert onnx.robust_accuracy == torch_.robust_accuracy
+    differing = sum(a != b for a, b in zip(onnx.robust, torch_.robust, strict=True))
+    assert differing <= 1  # gradients agree to ~1e-6; a point may flip only at a boundary
+    assert onnx.max_perturbation <= EPS + 1e-6
+
+
+def test_forward_only_onnx_runs_square_and_says_why(digits, digits_mlp, forward_only):
+    _, _, x, y = digits
+    x, y = x[:100], y[:100]
+    result = AdversarialTester(forward_only).evaluate(x, y, EPS, options=SMALL)
+    assert result.tier == "forward_only"
+    assert result.attacks == ("square",)
+    assert set(result.skipped) == {"apgd_ce", "apgd_t", "fab_t"}
+    assert all("forward-only" in why for why in result.skipped.values())
+    assert any("skipped" in str(row) for row in result.report_sections()[0]["rows"])
+    square_only = AdversarialTester(digits_mlp).evaluate(
+        x, y, EPS, version="custom", attacks=["square"], options=SMALL
+    )
+    assert result.robust == square_only.robust  # the same seeded search on either engine
+    adv = AdversarialTester(forward_only).attack(x, y, "autoattack", EPS, options=SMALL)
+    assert float((adv - x).abs().max()) <= EPS + 1e-6
+    tester = AdversarialTester(forward_only)
+    with pytest.raises(ConfigError, match="forward-only"):
+        tester.evaluate(x, y, EPS, version="rand")
+    with pytest.raises(ConfigError, match="forward-only"):
+        tester.evaluate(x, y, EPS, version="custom", attacks=["apgd_ce", "square"])
+    for attack in ("apgd_ce", "apgd_t", "fab_t"):
+        with pytest.raises(ConfigError, match="forward-only"):
+            tester.test_robustness(x[:10], y[:10], attack, EPS)

@@ -10,11 +10,28 @@ from typing import Any
 
 import torch
 
-from neuroplex_attacks.results import NoiseRobustnessResult, RobustnessCurve, RobustnessResult
-from neuroplex_attacks.tester import AdversarialTester, _attack_name, _check_epsilon, _check_params
+from neuroplex_attacks.results import (
+    AutoAttackResult,
+    NoiseRobustnessResult,
+    RobustnessCurve,
+    RobustnessResult,
+)
+from neuroplex_attacks.tester import (
+    AdversarialTester,
+    _attack_name,
+    _autoattack_plan,
+    _check_epsilon,
+    _check_params,
+    _check_positive,
+)
 
 __all__ = [
+    "APGDCEAnalyzer",
+    "APGDDLRAnalyzer",
+    "APGDTAnalyzer",
     "AttackAnalyzer",
+    "AutoAttackAnalyzer",
+    "FABTAnalyzer",
     "FGSMAnalyzer",
     "GaussianNoiseAnalyzer",
     "NoiseRobustnessAnalyzer",
@@ -86,6 +103,100 @@ class GaussianNoiseAnalyzer(AttackAnalyzer):
 
 class UniformNoiseAnalyzer(AttackAnalyzer):
     attack = "uniform_noise"
+
+
+class AutoAttackAnalyzer:
+    """AutoAttack (:meth:`AdversarialTester.evaluate`): ``epsilon``, ``norm`` (linf or l2),
+    ``version`` (standard, rand, custom), ``attacks`` (for custom), ``options`` (per attack,
+    e.g. ``{"square": {"n_queries": 1000}}``); other keys are the tester's (``device``,
+    ``input_range``, ``batch_size``, ``seed``, ...). Returns an :class:`AutoAttackResult`."""
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        epsilon: float = 0.1,
+        norm: str = "linf",
+        version: str = "standard",
+        attacks: Sequence[str] | None = None,
+        options: dict[str, dict[str, Any]] | None = None,
+        **config: Any,
+    ) -> None:
+        tester_kw, rest = _split(dict(config))
+        if rest:
+            raise_unknown(
+                rest,
+                "autoattack",
+                ("epsilon", "norm", "version", "attacks", "options", *_TESTER_KEYS),
+            )
+        self.epsilon = _check_positive(_check_epsilon(epsilon), "autoattack")
+        self.norm, self.version = norm, version
+        self.attacks = [attacks] if isinstance(attacks, str) else attacks
+        self.options = options
+        params = {"norm": norm, "version": version, "attacks": self.attacks, "options": options}
+        _check_params("autoattack", params)
+        self.tester = AdversarialTester(model, **tester_kw)
+        _autoattack_plan(params, gradients=self.tester._resolved.has_gradients)
+
+    def analyze(self, x: Any, y: Any = None) -> AutoAttackResult:
+        return self.tester.evaluate(
+            x,
+            y,
+            self.epsilon,
+            norm=self.norm,
+            version=self.version,
+            attacks=self.attacks,
+            options=self.options,
+        )
+
+    def adversarial_examples(self, x: Any, y: Any = None) -> torch.Tensor:
+        """The attacked inputs (shape of ``x``); ``x`` where every attack failed."""
+        params = {"norm": self.norm, "version": self.version, "attacks": self.attacks}
+        return self.tester.attack(x, y, "autoattack", self.epsilon, options=self.options, **params)
+
+    def __repr__(self) -> str:
+        return (
+            f"AutoAttackAnalyzer(version={self.version!r}, norm={self.norm!r}, "
+            f"epsilon={self.epsilon}, backend={self.tester.backend!r})"
+        )
+
+
+class _SingleAttackAnalyzer(AutoAttackAnalyzer):
+    """One attack of the AutoAttack ensemble, with the same per-sample result record: ``epsilon``,
+    ``norm`` and the attack's options (``n_iter``, ``n_restarts``, ...) as keyword arguments."""
+
+    attack: str = ""
+
+    def __init__(
+        self, model: Any, *, epsilon: float = 0.1, norm: str = "linf", **config: Any
+    ) -> None:
+        tester_kw, params = _split(dict(config))
+        _check_params(self.attack, {**params, "norm": norm})
+        super().__init__(
+            model,
+            epsilon=epsilon,
+            norm=norm,
+            version="custom",
+            attacks=[self.attack],
+            options={self.attack: params} if params else None,
+            **tester_kw,
+        )
+
+
+class APGDCEAnalyzer(_SingleAttackAnalyzer):
+    attack = "apgd_ce"
+
+
+class APGDDLRAnalyzer(_SingleAttackAnalyzer):
+    attack = "apgd_dlr"
+
+
+class APGDTAnalyzer(_SingleAttackAnalyzer):
+    attack = "apgd_t"
+
+
+class FABTAnalyzer(_SingleAttackAnalyzer):
+    attack = "fab_t"
 
 
 class NoiseRobustnessAnalyzer:

@@ -13,10 +13,18 @@ attack             norm       ``epsilon`` means
 ``fgsm``           linf       step size and L∞ bound (one signed-gradient step)
 ``pgd``            linf       L∞ bound; ``steps`` steps of ``alpha``, random start
 ``pgd_l2``         l2         per-sample L2 bound; normalised-gradient steps
-``square``         linf       L∞ bound; black-box random search (no gradients)
+``apgd_ce``        linf, l2   Auto-PGD on the cross-entropy (:mod:`.apgd`)
+``apgd_dlr``       linf, l2   Auto-PGD on the DLR loss
+``apgd_t``         linf, l2   Auto-PGD on the targeted DLR loss, top-9 targets
+``fab_t``          linf, l2   targeted FAB, minimal-norm (:mod:`.fab`)
+``square``         linf, l2   black-box random search, no gradients (:mod:`.square`)
+``autoattack``     linf, l2   the AutoAttack ensemble (:mod:`.autoattack`)
 ``gaussian_noise`` gaussian   standard deviation of i.i.d. normal noise (no bound)
 ``uniform_noise``  linf       half-width of i.i.d. uniform noise in [−ε, ε]
 =================  =========  =====================================================
+
+The attacks with a ``norm`` option (``"linf"`` or ``"l2"``) default to ``"linf"``; the
+:data:`ATTACK_NORMS` entry is that default.
 """
 
 from __future__ import annotations
@@ -28,11 +36,22 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from neuroplex_attacks.apgd import apgd_ce, apgd_dlr, apgd_t
+from neuroplex_attacks.autoattack import autoattack
+from neuroplex_attacks.fab import fab_t
+from neuroplex_attacks.square import square
+
 __all__ = [
     "ATTACKS",
     "ATTACK_NORMS",
     "GRADIENT_ATTACKS",
+    "NORM_ATTACKS",
+    "apgd_ce",
+    "apgd_dlr",
+    "apgd_t",
     "attack_parameters",
+    "autoattack",
+    "fab_t",
     "fgsm",
     "gaussian_noise",
     "margin",
@@ -165,81 +184,6 @@ def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return true - others.max(dim=1).values
 
 
-def _square_fraction(p_init: float, it: int, n_iters: int) -> float:
-    """The square attack's schedule of the fraction of pixels changed per step."""
-    scaled = int(it / max(n_iters, 1) * 10000)
-    bounds = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
-    halvings = sum(scaled > b for b in bounds)
-    return p_init / 2**halvings
-
-
-def square(
-    model: torch.nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    epsilon: float,
-    input_range: Range = (0.0, 1.0),
-    n_queries: int = 200,
-    p_init: float = 0.8,
-    seed: int = 0,
-) -> torch.Tensor:
-    """Square attack (Andriushchenko et al., 2020), L∞, untargeted, score-based black box.
-
-    Needs only forward passes (works on forward-only ONNX models). Inputs are viewed as
-    ``(N, C, H, W)`` (``(N, D)`` as ``(N, 1, 1, D)``, ``(N, C, L)`` as ``(N, C, 1, L)``). Starts
-    from random vertical stripes of ``±ε``; each query proposes, for every not-yet-fooled
-    sample at once, a random window covering a fraction ``p`` of the positions (schedule from
-    the paper) set to ``±ε`` per channel, and keeps it when the margin loss
-    (:func:`margin`) drops. At most ``n_queries`` forward passes per sample.
-    """
-    n = x.shape[0]
-    x0 = x.detach()
-    x4 = _as_4d(x0)
-    _, c, h, w = x4.shape
-    gen = _generator(x0, seed)
-    lo, hi = input_range
-
-    def rand_sign(*shape: int) -> torch.Tensor:
-        bits = torch.randint(0, 2, shape, generator=gen, device=x0.device)
-        return (bits * 2 - 1).to(x0.dtype) * epsilon
-
-    with torch.no_grad():
-        best = torch.clamp(x4 + rand_sign(n, c, 1, w), lo, hi)
-        best_margin = margin(model(best.view_as(x0)), y)
-        rows, cols = torch.arange(h, device=x0.device), torch.arange(w, device=x0.device)
-        for it in range(n_queries - 1):
-            active = torch.nonzero(best_margin > 0).flatten()
-            if active.numel() == 0:
-                break
-            k = active.numel()
-            area = _square_fraction(p_init, it, n_queries) * h * w
-            s_h = min(h, max(1, round(area**0.5)))
-            s_w = min(w, max(1, round(area / s_h)))
-            r0 = torch.randint(0, h - s_h + 1, (k,), generator=gen, device=x0.device)
-            c0 = torch.randint(0, w - s_w + 1, (k,), generator=gen, device=x0.device)
-            in_rows = (rows >= r0[:, None]) & (rows < r0[:, None] + s_h)
-            in_cols = (cols >= c0[:, None]) & (cols < c0[:, None] + s_w)
-            window = (in_rows[:, :, None] & in_cols[:, None, :])[:, None]  # (k, 1, h, w)
-            base = x4[active]
-            delta = torch.where(window, rand_sign(k, c, 1, 1), best[active] - base)
-            candidate = torch.clamp(base + delta, lo, hi)
-            cand_margin = margin(model(candidate.view(k, *x0.shape[1:])), y[active])
-            better = cand_margin < best_margin[active]
-            improved = active[better]
-            best[improved] = candidate[better]
-            best_margin[improved] = cand_margin[better]
-    return best.view_as(x0)
-
-
-def _as_4d(x: torch.Tensor) -> torch.Tensor:
-    if x.ndim == 4:
-        return x
-    if x.ndim == 3:
-        return x.unsqueeze(2)
-    return x.reshape(x.shape[0], 1, 1, -1)
-
-
 def gaussian_noise(
     model: torch.nn.Module,
     x: torch.Tensor,
@@ -274,7 +218,12 @@ ATTACKS: dict[str, Attack] = {
     "fgsm": fgsm,
     "pgd": pgd,
     "pgd_l2": pgd_l2,
+    "apgd_ce": apgd_ce,
+    "apgd_dlr": apgd_dlr,
+    "apgd_t": apgd_t,
+    "fab_t": fab_t,
     "square": square,
+    "autoattack": autoattack,
     "gaussian_noise": gaussian_noise,
     "uniform_noise": uniform_noise,
 }
@@ -284,13 +233,21 @@ ATTACK_NORMS: dict[str, str] = {
     "fgsm": "linf",
     "pgd": "linf",
     "pgd_l2": "l2",
+    "apgd_ce": "linf",
+    "apgd_dlr": "linf",
+    "apgd_t": "linf",
+    "fab_t": "linf",
     "square": "linf",
+    "autoattack": "linf",
     "gaussian_noise": "gaussian",
     "uniform_noise": "linf",
 }
 
 #: attacks that need gradients of the model (ONNX: an exported VJP graph)
-GRADIENT_ATTACKS = frozenset({"fgsm", "pgd", "pgd_l2"})
+GRADIENT_ATTACKS = frozenset({"fgsm", "pgd", "pgd_l2", "apgd_ce", "apgd_dlr", "apgd_t", "fab_t"})
+
+#: attacks whose ``norm`` option ("linf" or "l2") picks the threat model
+NORM_ATTACKS = frozenset({"apgd_ce", "apgd_dlr", "apgd_t", "fab_t", "square", "autoattack"})
 
 
 @functools.cache

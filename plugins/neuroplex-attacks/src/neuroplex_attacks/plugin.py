@@ -14,14 +14,14 @@ def neuroplex_register_analyzers() -> Iterator[AnalyzerRecord]:
     yield AnalyzerRecord(
         name="fgsm",
         factory=f"{_MOD}:FGSMAnalyzer",
-        summary="fast gradient sign method (L-inf), robust accuracy and vulnerability",
+        summary="fast gradient sign method (L-inf): weak, overstates robustness (use autoattack)",
         capabilities={"attack", "gradients"},
         example_config={"epsilon": 0.1},
     )
     yield AnalyzerRecord(
         name="pgd",
         factory=f"{_MOD}:PGDAnalyzer",
-        summary="projected gradient descent (L-inf, random start), robust accuracy",
+        summary="projected gradient descent (L-inf, random start): weaker than autoattack",
         capabilities={"attack", "gradients"},
         example_config={"epsilon": 0.1, "steps": 3},
     )
@@ -33,9 +33,54 @@ def neuroplex_register_analyzers() -> Iterator[AnalyzerRecord]:
         example_config={"epsilon": 0.5, "steps": 3},
     )
     yield AnalyzerRecord(
+        name="autoattack",
+        factory=f"{_MOD}:AutoAttackAnalyzer",
+        summary="AutoAttack (APGD-CE, APGD-T, FAB-T, Square; L-inf or L2): the reference "
+        "robust accuracy, per-sample",
+        capabilities={"attack", "gradients"},
+        example_config={
+            "epsilon": 0.1,
+            "options": {
+                "apgd_ce": {"n_iter": 5},
+                "apgd_t": {"n_iter": 5, "n_target_classes": 2},
+                "fab_t": {"n_iter": 5, "n_target_classes": 2},
+                "square": {"n_queries": 20},
+            },
+        },
+        aliases=("auto_attack",),
+    )
+    yield AnalyzerRecord(
+        name="apgd_ce",
+        factory=f"{_MOD}:APGDCEAnalyzer",
+        summary="Auto-PGD on the cross-entropy (L-inf or L2, step-size free), per-sample",
+        capabilities={"attack", "gradients"},
+        example_config={"epsilon": 0.1, "n_iter": 5},
+    )
+    yield AnalyzerRecord(
+        name="apgd_dlr",
+        factory=f"{_MOD}:APGDDLRAnalyzer",
+        summary="Auto-PGD on the DLR loss (L-inf or L2), per-sample",
+        capabilities={"attack", "gradients"},
+        example_config={"epsilon": 0.1, "n_iter": 5},
+    )
+    yield AnalyzerRecord(
+        name="apgd_t",
+        factory=f"{_MOD}:APGDTAnalyzer",
+        summary="Auto-PGD on the targeted DLR loss over the top-9 classes (L-inf or L2)",
+        capabilities={"attack", "gradients"},
+        example_config={"epsilon": 0.1, "n_iter": 5, "n_target_classes": 2},
+    )
+    yield AnalyzerRecord(
+        name="fab_t",
+        factory=f"{_MOD}:FABTAnalyzer",
+        summary="targeted FAB, minimal-norm adversarial examples (L-inf or L2), per-sample",
+        capabilities={"attack", "gradients"},
+        example_config={"epsilon": 0.1, "n_iter": 5, "n_target_classes": 2},
+    )
+    yield AnalyzerRecord(
         name="square",
         factory=f"{_MOD}:SquareAnalyzer",
-        summary="square attack (L-inf, black-box random search: forward passes only)",
+        summary="square attack (L-inf or L2, black-box random search: forward passes only)",
         capabilities={"attack", "black_box"},
         example_config={"epsilon": 0.1, "n_queries": 20},
     )

@@ -10,6 +10,7 @@ from torch.utils.data import TensorDataset
 
 __all__ = [
     "AdversarialDataset",
+    "AutoAttackResult",
     "NoiseRobustnessResult",
     "RobustnessCurve",
     "RobustnessResult",
@@ -225,6 +226,111 @@ class NoiseRobustnessResult(_Keyed):
     def by_level(self) -> dict[float, float]:
         """``{noise_level: accuracy}``."""
         return dict(zip(self.noise_levels, self.accuracy, strict=True))
+
+
+@attrs.frozen(kw_only=True)
+class AutoAttackResult(_Keyed):
+    """Robust accuracy under AutoAttack (or any sequence of attacks), with per-sample detail.
+
+    Each attack runs on the points every earlier one left classified correctly, so the robust
+    accuracy is the fraction of all ``n_samples`` points that are classified correctly and that
+    no attack within ``epsilon`` (in ``norm``) misclassifies. It is an upper bound on the true
+    robust accuracy; the stronger the attacks, the tighter (read it next to weaker attacks' as
+    "those overstate robustness by the difference").
+
+    Attributes:
+        attack: ``"autoattack"`` or the single attack evaluated (``apgd_ce``, ...).
+        version: ``"standard"``, ``"rand"`` or ``"custom"``.
+        attacks: the attacks run, in order; ``skipped``: ``{attack: why}`` for attacks of the
+            version that could not run (the gradient attacks on a forward-only ONNX file).
+        norm, epsilon: the threat model (``"linf"`` or ``"l2"`` ball of radius ``epsilon`` in
+            input units, intersected with ``input_range``).
+        n_samples, n_correct: points evaluated and points classified correctly without attack.
+        clean_accuracy, robust_accuracy: fractions of ``n_samples``.
+        robust_accuracy_after: ``{attack: robust accuracy once it and all earlier ones ran}``
+            (non-increasing in run order).
+        clean_correct, robust: per-sample flags (tuples of bool, input order).
+        broken_by: per sample, ``""`` if robust, ``"clean"`` if misclassified without attack,
+            else the attack that found its adversarial example.
+        linf, l2: per-sample ``‖x_adv − x‖∞`` and ``‖x_adv − x‖₂`` (0 where nothing was
+            found); ``max_perturbation`` is the largest in ``norm`` (checked ≤ ``epsilon``).
+        params: ``{attack: its parameters}``; ``seed``: batch ``b`` ran with ``seed + b``.
+        seconds: total wall time; ``attack_seconds``: ``{attack: wall time}``.
+        input_range, backend, tier: as in :class:`RobustnessResult`.
+    """
+
+    attack: str
+    version: str
+    attacks: tuple[str, ...]
+    norm: str
+    epsilon: float
+    n_samples: int
+    n_correct: int
+    clean_accuracy: float
+    robust_accuracy: float
+    robust_accuracy_after: dict[str, float]
+    clean_correct: tuple[bool, ...]
+    robust: tuple[bool, ...]
+    broken_by: tuple[str, ...]
+    linf: tuple[float, ...]
+    l2: tuple[float, ...]
+    max_perturbation: float
+    params: dict[str, dict[str, Any]]
+    seed: int
+    seconds: float
+    attack_seconds: dict[str, float]
+    skipped: dict[str, str] = attrs.field(factory=dict)
+    batch_size: int = 0
+    input_range: tuple[float, float] = (0.0, 1.0)
+    backend: str = "torch"
+    tier: str = "torch"
+
+    def broken_counts(self) -> dict[str, int]:
+        """``{attack: points it broke}`` in run order (points robust to the earlier ones)."""
+        return {a: sum(1 for b in self.broken_by if b == a) for a in self.attacks}
+
+    def summary(self) -> str:
+        """One line: attack, threat model, n, backend and the two accuracies."""
+        return (
+            f"{self.attack} ({self.version}) {self.norm} eps={self.epsilon:g} "
+            f"n={self.n_samples} [{self.backend}/{self.tier}]: clean {self.clean_accuracy:.4f}, "
+            f"robust {self.robust_accuracy:.4f}"
+        )
+
+    def report_sections(self) -> list[dict[str, Any]]:
+        """Typed sections for ``report.html`` (see :mod:`neuroplex.report`)."""
+        counts = self.broken_counts()
+        rows: list[list[Any]] = [
+            ["clean", "", self.clean_accuracy, self.n_samples - self.n_correct, ""]
+        ]
+        for name in self.attacks:
+            rows.append(
+                [
+                    name,
+                    "",
+                    self.robust_accuracy_after[name],
+                    counts[name],
+                    round(self.attack_seconds[name], 3),
+                ]
+            )
+        for name, why in self.skipped.items():
+            rows.append([name, f"skipped: {why}", "", "", ""])
+        title = (
+            f"{self.attack} ({self.version}), {self.norm} epsilon {self.epsilon:g}, "
+            f"n={self.n_samples}, {self.backend}/{self.tier}: robust accuracy "
+            f"{self.robust_accuracy:.4f}"
+        )
+        return [
+            {
+                "type": "table",
+                "title": title,
+                "columns": ["attack", "note", "accuracy after", "points broken", "seconds"],
+                "rows": rows,
+            }
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _plain(v) for k, v in attrs.asdict(self, recurse=False).items()}
 
 
 class AdversarialDataset(TensorDataset):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,8 +24,10 @@ from neuroplex.analysis.backend import (
 from neuroplex.analysis.inputs import as_inputs, as_labels, check_logits
 from neuroplex.errors import ConfigError
 from neuroplex_attacks import attacks as _attacks
+from neuroplex_attacks import autoattack as _aa
 from neuroplex_attacks.results import (
     AdversarialDataset,
+    AutoAttackResult,
     NoiseRobustnessResult,
     RobustnessCurve,
     RobustnessResult,
@@ -51,12 +54,15 @@ class _CheckedModel:
         self.model, self.y, self.checked = model, y, False
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.model(x)
+        out: Any = self.model(x)
+        if isinstance(out, tuple | list):
+            out = out[0]
         if not self.checked:
             out = check_logits(out, allow_probabilities=False)
             as_labels(self.y, int(self.y.shape[0]), int(out.shape[1]))
             self.checked = True
-        return out
+        result: torch.Tensor = out
+        return result
 
 
 def _attack_name(attack: str) -> str:
@@ -99,6 +105,33 @@ def _check_range(value: Any) -> tuple[float, float]:
     return (lo, hi)
 
 
+def _check_positive(epsilon: float, attack: str) -> float:
+    """The budget of the ensemble attacks: a perturbation ball needs a radius > 0."""
+    if epsilon <= 0:
+        raise ConfigError(
+            f"epsilon must be > 0 for {attack} (the radius of the perturbation ball in input "
+            f"units, e.g. 0.1 or 8/255), got {epsilon!r}",
+            path="epsilon",
+        )
+    return epsilon
+
+
+_INT_OPTIONS = ("steps", "n_queries", "n_iter", "n_restarts", "n_target_classes", "eot_iter")
+
+
+def _check_options(where: str, params: dict[str, Any]) -> None:
+    for key in _INT_OPTIONS:
+        value = params.get(key)
+        if key in params and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{key} must be an int >= 1, got {value!r}", path=key)
+    if "alpha" in params and params["alpha"] is not None:
+        _check_epsilon(params["alpha"], "alpha")
+    if "norm" in params and params["norm"] not in ("linf", "l2"):
+        raise ConfigError(
+            f"norm must be 'linf' or 'l2' for {where}, got {params['norm']!r}", path="norm"
+        )
+
+
 def _check_params(attack: str, params: dict[str, Any]) -> None:
     allowed = _attacks.attack_parameters(attack)
     unknown = sorted(set(params) - set(allowed))
@@ -108,11 +141,66 @@ def _check_params(attack: str, params: dict[str, Any]) -> None:
             f"{', '.join(allowed) or 'none'}",
             path="attack_params",
         )
-    for key in ("steps", "n_queries"):
-        if key in params and (not isinstance(params[key], int) or params[key] < 1):
-            raise ConfigError(f"{key} must be an int >= 1, got {params[key]!r}", path=key)
-    if "alpha" in params and params["alpha"] is not None:
-        _check_epsilon(params["alpha"], "alpha")
+    _check_options(attack, params)
+    if attack == "autoattack":
+        _autoattack_plan(params, gradients=True)
+
+
+def _autoattack_plan(
+    params: dict[str, Any], gradients: bool
+) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, str]]:
+    """AutoAttack's ``(steps, skipped)`` for its options; ``ConfigError`` when invalid.
+
+    Without ``gradients`` (a forward-only ONNX file) the standard version keeps only the
+    attacks that need none (``square``) and says why the others were skipped; other versions
+    naming a gradient attack are refused.
+    """
+    version = params.get("version", "standard")
+    attacks = params.get("attacks")
+    if isinstance(attacks, str):
+        attacks = [attacks]
+    options = params.get("options") or {}
+    if isinstance(options, dict) and any(
+        isinstance(v, dict) and "norm" in v for v in options.values()
+    ):
+        raise ConfigError(
+            "options must not set norm per attack: set norm once for the whole evaluation",
+            path="options",
+        )
+    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+        raise ConfigError(
+            f"options must map attack names to option dicts, e.g. "
+            f"{{'square': {{'n_queries': 1000}}}}, got {options!r}",
+            path="options",
+        )
+    try:
+        steps = _aa.plan(version, attacks, params.get("norm", "linf"), options, gradients=True)
+        for name, step in steps:
+            unknown = sorted(set(step) - set(_attacks.attack_parameters(name)))
+            if unknown:
+                raise ValueError(
+                    f"{name} does not take {unknown}; its options are "
+                    f"{', '.join(_attacks.attack_parameters(name))}"
+                )
+            _check_options(name, step)
+    except ValueError as exc:
+        raise ConfigError(
+            str(exc), path="version" if "version" in str(exc) else "attacks"
+        ) from None
+    skipped: dict[str, str] = {}
+    if not gradients:
+        needing = [name for name, _ in steps if name in _attacks.GRADIENT_ATTACKS]
+        if needing and version != "standard":
+            raise ConfigError(
+                f"the model is forward-only (an ONNX file without gradient graphs), but "
+                f"{', '.join(needing)} need gradients: use version 'standard' (runs square) or "
+                "attacks=['square'], or re-export with gradients",
+                path="attacks",
+            )
+        reason = "needs gradients; the ONNX file is forward-only (re-export it with gradients)"
+        skipped = dict.fromkeys(needing, reason)
+        steps = [(name, step) for name, step in steps if name not in skipped]
+    return steps, skipped
 
 
 def _effective_params(attack: str, epsilon: float, params: dict[str, Any]) -> dict[str, Any]:
@@ -246,6 +334,12 @@ class AdversarialTester:
         """Attack ``x`` batch by batch; with ``evaluate``, also classify clean and attacked."""
         if attack in _attacks.GRADIENT_ATTACKS:
             require_gradients(self._resolved, attack)
+        if attack == "autoattack" and not self._resolved.has_gradients:
+            params.setdefault("gradients", False)
+            if params["gradients"] is not False:
+                require_gradients(self._resolved, attack)
+            _autoattack_plan(params, gradients=False)  # refuses versions that need gradients
+        norm = params.get("norm", _attacks.ATTACK_NORMS[attack])
         fn = _attacks.ATTACKS[attack]
         accepts_seed = "seed" in _attacks.attack_parameters(attack)
         base_seed = int(params.pop("seed", self.seed))
@@ -258,16 +352,19 @@ class AdversarialTester:
                     with torch.no_grad():
                         clean.append(checked(xb).argmax(dim=1) == yb)
                 extra = {"seed": base_seed + i} if accepts_seed else {}
-                x_adv = fn(
-                    checked,
-                    xb,
-                    yb,
-                    epsilon=epsilon,
-                    input_range=self.input_range,
-                    **params,
-                    **extra,
-                ).detach()
-                self._check_bound(attack, xb, x_adv, epsilon)
+                if attack in _attacks.NORM_ATTACKS and epsilon == 0:
+                    x_adv = xb.clone()  # the zero ball holds only x itself
+                else:
+                    x_adv = fn(
+                        checked,
+                        xb,
+                        yb,
+                        epsilon=epsilon,
+                        input_range=self.input_range,
+                        **params,
+                        **extra,
+                    ).detach()
+                self._check_bound(norm, attack, xb, x_adv, epsilon)
                 advs.append(x_adv)
                 if evaluate:
                     with torch.no_grad():
@@ -284,13 +381,12 @@ class AdversarialTester:
         )
 
     def _check_bound(
-        self, attack: str, x: torch.Tensor, x_adv: torch.Tensor, epsilon: float
+        self, norm: str, attack: str, x: torch.Tensor, x_adv: torch.Tensor, epsilon: float
     ) -> None:
         """Every perturbation respects the budget and every input the range (else a bug)."""
         lo, hi = self.input_range
         tol = 1e-5 * max(1.0, abs(lo), abs(hi), epsilon)
         linf, l2 = _per_sample_norms(x, x_adv)
-        norm = _attacks.ATTACK_NORMS[attack]
         if norm == "linf" and float(linf.max()) > epsilon + tol:
             raise RuntimeError(f"{attack}: L-inf perturbation {float(linf.max())} > {epsilon}")
         if norm == "l2" and float(l2.max()) > epsilon + tol:
@@ -309,7 +405,7 @@ class AdversarialTester:
         linf, l2 = _per_sample_norms(x, outcome.x_adv)
         return RobustnessResult(
             attack_type=attack,
-            norm=_attacks.ATTACK_NORMS[attack],
+            norm=outcome.params.get("norm", _attacks.ATTACK_NORMS[attack]),
             epsilon=epsilon,
             clean_accuracy=clean_acc,
             robust_accuracy=robust_acc,
@@ -335,6 +431,8 @@ class AdversarialTester:
         model's predictions). ``params`` are the attack's options (``steps``, ``alpha``, ...)."""
         attack = _attack_name(attack_type)
         epsilon = _check_epsilon(epsilon)
+        if attack in _attacks.NORM_ATTACKS:
+            _check_positive(epsilon, attack)
         _check_params(attack, params)
         xt, yt = self._inputs(x, y)
         return self._run(attack, xt, yt, epsilon, dict(params), evaluate=False).x_adv
@@ -351,9 +449,111 @@ class AdversarialTester:
         """
         attack = _attack_name(attack_type)
         epsilon = _check_epsilon(epsilon)
+        if attack in _attacks.NORM_ATTACKS:
+            _check_positive(epsilon, attack)
         _check_params(attack, params)
         xt, yt = self._inputs(x, y)
         return self._result(attack, epsilon, xt, self._run(attack, xt, yt, epsilon, dict(params)))
+
+    def evaluate(
+        self,
+        x: Any,
+        y: Any = None,
+        epsilon: float = 0.1,
+        *,
+        norm: str = "linf",
+        version: str = "standard",
+        attacks: Sequence[str] | str | None = None,
+        options: dict[str, dict[str, Any]] | None = None,
+        seed: int | None = None,
+    ) -> AutoAttackResult:
+        """AutoAttack (``version`` standard, rand or custom with ``attacks``) on ``(x, y)``.
+
+        Each attack runs, batch by batch, on the points the earlier ones left classified
+        correctly; see :class:`AutoAttackResult` (per-sample flags, which attack broke each
+        point, norms, seeds, times) and :mod:`neuroplex_attacks.autoattack`. ``options``
+        overrides an attack's parameters (``{"square": {"n_queries": 1000}}``). On a
+        forward-only ONNX file the standard version runs ``square`` alone and records why the
+        gradient attacks were skipped.
+        """
+        epsilon = _check_positive(_check_epsilon(epsilon), "autoattack")
+        if isinstance(attacks, str):
+            attacks = [attacks]
+        params: dict[str, Any] = {"norm": norm, "version": version, "attacks": attacks}
+        params["options"] = options
+        _check_options("autoattack", {"norm": norm})
+        steps, skipped = _autoattack_plan(params, gradients=self._resolved.has_gradients)
+        if not steps:
+            raise ConfigError("no attack left to run", path="attacks")
+        xt, yt = self._inputs(x, y)
+        base_seed = self.seed if seed is None else int(seed)
+        names = [name for name, _ in steps]
+        outcomes: list[_aa.SequenceOutcome] = []
+        started = time.perf_counter()
+        with eval_mode(self.model), on_device(self._resolved, self.device):
+            for i, start in enumerate(self._batches(int(xt.shape[0]), "autoattack")):
+                xb, yb = xt[start : start + self.batch_size], yt[start : start + self.batch_size]
+                checked = _CheckedModel(self.model, yb)
+                with torch.no_grad():
+                    n_classes = int(checked(xb).shape[1])
+                for name in names:
+                    if n_classes < _aa.MIN_CLASSES[name]:
+                        raise ConfigError(
+                            f"{name} needs at least {_aa.MIN_CLASSES[name]} classes; the model "
+                            f"has {n_classes}: use attacks=['apgd_ce', 'fab_t', 'square']",
+                            path="attacks",
+                        )
+                outcomes.append(
+                    _aa.run_sequence(
+                        checked,
+                        xb,
+                        yb,
+                        steps,
+                        epsilon=epsilon,
+                        input_range=self.input_range,
+                        seed=base_seed + i,
+                    )
+                )
+        seconds = time.perf_counter() - started
+        x_adv = torch.cat([o.x_adv for o in outcomes])
+        clean = torch.cat([o.clean_correct for o in outcomes]).cpu()
+        broken = torch.cat([o.broken_by for o in outcomes]).cpu()
+        linf, l2 = _per_sample_norms(xt, x_adv)
+        n = int(xt.shape[0])
+        labels = {-1: "", -2: "clean"} | dict(enumerate(names))
+        after = {
+            name: int((broken == -1).sum() + (broken > k).sum()) / n for k, name in enumerate(names)
+        }
+        size = linf if norm == "linf" else l2
+        return AutoAttackResult(
+            attack="autoattack" if version != "custom" or len(names) > 1 else names[0],
+            version=version,
+            attacks=tuple(names),
+            norm=norm,
+            epsilon=epsilon,
+            n_samples=n,
+            n_correct=int(clean.sum()),
+            clean_accuracy=_fraction(clean),
+            robust_accuracy=_fraction(broken == -1),
+            robust_accuracy_after=after,
+            clean_correct=tuple(bool(v) for v in clean.tolist()),
+            robust=tuple(bool(v) for v in (broken == -1).tolist()),
+            broken_by=tuple(labels[int(b)] for b in broken.tolist()),
+            linf=tuple(float(v) for v in linf.tolist()),
+            l2=tuple(float(v) for v in l2.tolist()),
+            max_perturbation=float(size.max()) if n else 0.0,
+            params={name: dict(step) for name, step in steps},
+            seed=base_seed,
+            seconds=seconds,
+            attack_seconds={
+                name: sum(o.seconds[k] for o in outcomes) for k, name in enumerate(names)
+            },
+            skipped=skipped,
+            batch_size=self.batch_size,
+            input_range=self.input_range,
+            backend=self._resolved.backend,
+            tier=self._resolved.tier,
+        )
 
     def robustness_curve(
         self,
@@ -380,7 +580,7 @@ class AdversarialTester:
             results.append(self._result(attack, e, xt, outcome))
         return RobustnessCurve(
             attack_type=attack,
-            norm=_attacks.ATTACK_NORMS[attack],
+            norm=params.get("norm", _attacks.ATTACK_NORMS[attack]),
             epsilons=tuple(eps),
             robust_accuracy=tuple(cumulative),
             per_epsilon_accuracy=tuple(per_eps),
