@@ -22,14 +22,23 @@ import numpy as np
 import torch
 
 from neuroplex.config import AnalyzerSpec, ModelConfig, PolicyConfig, RunSpec, TrainingConfig
-from neuroplex.errors import CheckpointError, ConfigError, ExportError, NeuroplexError, PluginError
+from neuroplex.errors import (
+    CheckpointError,
+    ConfigError,
+    ExportError,
+    NeuroplexError,
+    PluginError,
+    RunRejected,
+)
 from neuroplex.mechanic import Mechanic, to_plain
 from neuroplex.pipeline import RunResult, write_json
+from neuroplex.protocols import Policy, PolicyContext, PolicyDecision
 from neuroplex.records import DataSplits, ModelRecord, resolve_factory
 from neuroplex.registry import (
     create_analyzer,
     create_dataset,
     create_model,
+    create_policy,
     get_record,
     origin_of,
 )
@@ -265,161 +274,116 @@ def _load_inputs(data: str, meta: Mapping[str, Any]) -> tuple[torch.Tensor, torc
 
 
 # ----------------------------------------------------------------------------- policies
-def apply_policies(
-    policies: Sequence[PolicyConfig],
-    context: _Context,
-) -> list[dict[str, Any]]:
-    rounds: list[dict[str, Any]] = []
-    for policy in policies:
-        if policy.name != "adversarial":
-            raise ConfigError(
-                f"unknown policy {policy.name!r}; policies: adversarial",
-                path="feedback.policies",
+def build_policies(policies: Sequence[PolicyConfig]) -> list[tuple[str, Policy]]:
+    """The spec's policies, built from the registry before any work (bad options fail early)."""
+    built: list[tuple[str, Policy]] = []
+    for i, cfg in enumerate(policies):
+        try:
+            built.append(
+                (cfg.name, create_policy(cfg.name, max_rounds=cfg.max_rounds, **cfg.options))
             )
-        rounds.extend(adversarial_policy(policy, context))
-    return rounds
+        except ConfigError as exc:
+            if exc.path:
+                raise
+            raise ConfigError(str(exc), path=f"feedback.policies[{i}]") from None
+    return built
 
 
-def adversarial_policy(policy: PolicyConfig, ctx: _Context) -> list[dict[str, Any]]:
-    """While the model is vulnerable and under budget: build an adversarial dataset, fine-tune,
-    re-export, re-verify and re-test. Every round becomes a ``decision`` event.
+def apply_policies(policies: Sequence[tuple[str, Policy]], ctx: _Context) -> None:
+    """Apply each policy in turn to the run so far (see :mod:`neuroplex.protocols`).
 
-    Options: ``attack`` (analyzer name, default ``fgsm``), ``epsilon``, ``train_attack``
-    (analyzer used to craft training examples, default ``attack``), ``train_epsilon``
-    (default ``epsilon``), ``ratio`` (adversarial share of the new training set), ``epochs``
-    (fine-tuning epochs per round), ``learning_rate`` (default: the training one),
-    ``attack_options`` (extra options of the test attack, e.g. ``vulnerability_threshold``),
-    ``train_attack_options`` (extra options of the crafting attack, e.g. ``steps``),
-    ``backend`` (``onnx`` or ``torch`` for the test) and ``n_samples`` (test samples).
-    """
-    opts = dict(policy.options)
-    known = {
-        "attack",
-        "epsilon",
-        "train_attack",
-        "train_epsilon",
-        "ratio",
-        "epochs",
-        "learning_rate",
-        "backend",
-        "n_samples",
-        "attack_options",
-        "train_attack_options",
-    }
-    unknown = sorted(set(opts) - known)
-    if unknown:
-        raise ConfigError(
-            f"unknown option {unknown[0]!r}; options: {', '.join(sorted(known))}",
-            path=f"feedback.policies.{policy.name}.options",
-        )
-    attack = str(opts.get("attack", "fgsm"))
-    epsilon = float(opts.get("epsilon", 0.1))
-    train_attack = str(opts.get("train_attack", attack))
-    train_epsilon = float(opts.get("train_epsilon", epsilon))
-    ratio = float(opts.get("ratio", 0.5))
-    epochs = int(opts.get("epochs", max(1, ctx.spec.training.epochs // 2)))
-    backend = str(opts.get("backend", "onnx"))
-    n_samples = int(opts.get("n_samples", 512))
-    test_spec = AnalyzerSpec(
-        name=attack,
-        options={**dict(opts.get("attack_options", {})), "epsilon": epsilon},
-        backend=backend,  # type: ignore[arg-type]
-        n_samples=n_samples,
+    A policy that returns a new model has it evaluated on the test split and the spec's
+    analyses re-run on it (keyed ``name@roundN``, N the number of decisions so far) before the
+    next policy; a rejection stops the policies (the run fails once its report is written)."""
+    for name, policy in policies:
+        sent: list[PolicyDecision] = []
+        with plugin_errors(policy, "policy", name, "deciding"):
+            outcome = policy.apply(_policy_context(name, ctx, sent))
+        for decision in outcome.decisions:
+            if decision not in sent:
+                _decide(ctx.mechanic, decision, sent)
+        ctx.rows.extend(d.row() for d in outcome.decisions)
+        ctx.sections.extend(outcome.sections)
+        if outcome.model is not None:
+            ctx.model = outcome.model
+            ctx.test_metrics = evaluate(ctx.model, ctx.record, ctx.data.test)
+            ctx.mechanic.record_performance(
+                ctx.spec.model.name, ctx.test_metrics, step=len(ctx.rows)
+            )
+            analyzers = ctx.spec.analysis.analyzers
+            ctx.analyses.update(
+                run_analyses(
+                    analyzers, ctx.model, ctx.onnx_path, ctx.data, ctx.mechanic,
+                    round_=len(ctx.rows),
+                )
+            )  # fmt: skip
+        if outcome.rejection is not None:
+            ctx.rejection = f"policy {name!r} rejected the run: {outcome.rejection}"
+            return
+
+
+def _decide(mechanic: Mechanic, decision: PolicyDecision, sent: list[PolicyDecision]) -> None:
+    mechanic.record_decision(
+        decision.policy, decision.action, decision.reason, round=decision.round
     )
-    rounds: list[dict[str, Any]] = []
-    for round_ in range(policy.max_rounds + 1):
-        result = run_analyses(
-            [test_spec], ctx.model, ctx.onnx_path, ctx.data, ctx.mechanic, round_=round_ + 1
-        )
-        robustness = next(iter(result.values()))
-        rec = _numbers(robustness)
-        vulnerable = bool(_get(robustness, "is_vulnerable"))
-        entry = {
-            "round": round_,
-            "attack": attack,
-            "epsilon": epsilon,
-            "clean_accuracy": rec.get("clean_accuracy"),
-            "robust_accuracy": rec.get("robust_accuracy"),
-            "is_vulnerable": vulnerable,
-        }
-        if not vulnerable or round_ == policy.max_rounds:
-            action = "stop: robust" if not vulnerable else "stop: budget exhausted"
-            ctx.mechanic.record_decision(policy.name, action, entry, round=round_)
-            entry["action"] = action
-            rounds.append(entry)
-            break
-        ctx.mechanic.record_decision(policy.name, "retrain", entry, round=round_)
-        entry["action"] = "retrain"
-        rounds.append(entry)
-        _adversarial_finetune(ctx, train_attack, train_epsilon, ratio, epochs, opts, round_)
-        ctx.mechanic.flush()
-    return rounds
+    sent.append(decision)
 
 
-def _adversarial_finetune(
-    ctx: _Context,
-    attack: str,
-    epsilon: float,
-    ratio: float,
-    epochs: int,
-    opts: Mapping[str, Any],
-    round_: int,
-) -> None:
-    x_train, y_train = _xy(ctx.data.train)
-    if y_train is None:
-        raise ConfigError(
-            "the adversarial policy needs labelled training data", path="feedback.policies"
+def _policy_context(name: str, ctx: _Context, sent: list[PolicyDecision]) -> PolicyContext:
+    """The run so far and the kernel functions a policy acts with, bound to ``ctx``."""
+
+    def analyze(
+        name: str,
+        model: Any,
+        *,
+        options: Mapping[str, Any] | None = None,
+        backend: str = "onnx",
+        n_samples: int = 256,
+        round: int = 0,
+    ) -> Any:
+        if backend not in ("onnx", "torch"):
+            raise ConfigError(f"analyze: backend must be 'onnx' or 'torch', got {backend!r}")
+        spec = AnalyzerSpec(
+            name=name,
+            options=dict(options or {}),
+            backend=backend,  # type: ignore[arg-type]
+            n_samples=n_samples,
         )
-    ctx.model.eval()
-    crafter = create_analyzer(
-        attack,
-        ctx.model,
-        epsilon=epsilon,
-        input_range=tuple(ctx.data.input_range),
-        **dict(opts.get("train_attack_options", {})),
-    )
-    if not callable(getattr(crafter, "adversarial_examples", None)):
-        raise ConfigError(
-            f"analyzer {attack!r} cannot craft adversarial examples (it has no "
-            "adversarial_examples(x, y) method); choose an attack such as fgsm or pgd",
-            path="feedback.policies.options.train_attack",
-        )
-    gen = torch.Generator().manual_seed(ctx.spec.training.seed + 1000 + round_)
-    n_adv = round(ratio * len(x_train))
-    idx = torch.randperm(len(x_train), generator=gen)[:n_adv]
-    x_adv = crafter.adversarial_examples(x_train[idx], y_train[idx])
-    x_mix = torch.cat([x_train, torch.as_tensor(x_adv).to(x_train.dtype)])
-    y_mix = torch.cat([y_train, y_train[idx]])
-    lr = float(opts.get("learning_rate", ctx.spec.training.learning_rate))
-    config = _training_config(
-        ctx.spec,
-        ctx.run_dir / f"round{round_ + 1}",
-        epochs=epochs,
-        learning_rate=lr,
-        early_stopping_patience=None,
-    )
-    train_model(
-        ctx.model,
-        ctx.record,
-        config,
-        (x_mix, y_mix),
-        ctx.data.val,
-        resume=False,
+        results = run_analyses([spec], model, ctx.onnx_path, ctx.data, ctx.mechanic, round_=round)
+        return next(iter(results.values()))
+
+    def retrain(
+        model: Any, train: tuple[Any, Any], *, tag: str, run_subdir: str, **changes: Any
+    ) -> Any:
+        config = _training_config(ctx.spec, ctx.run_dir / run_subdir, **changes)
+        return train_model(
+            model, ctx.record, config, train, ctx.data.val, resume=False, mechanic=ctx.mechanic,
+            tag=tag,
+        )  # fmt: skip
+
+    def export(model: Any) -> Any:
+        if ctx.onnx_path is not None:
+            ctx.verification = export_model(model, ctx.record, ctx.spec, ctx.data, ctx.onnx_path)
+            return ctx.verification
+        return None
+
+    return PolicyContext(
+        policy=name,
+        spec=ctx.spec,
+        run_dir=ctx.run_dir,
+        data=ctx.data,
+        model=ctx.model,
+        model_record=ctx.record,
+        test_metrics=dict(ctx.test_metrics),
+        analyses={key.split("@round")[0]: v for key, v in ctx.analyses.items()},  # latest
         mechanic=ctx.mechanic,
-        tag=f"adversarial-round{round_ + 1}",
+        onnx_path=ctx.onnx_path,
+        analyze=analyze,
+        retrain=retrain,
+        evaluate=lambda model: evaluate(model, ctx.record, ctx.data.test),
+        export=export,
+        decide=lambda decision: _decide(ctx.mechanic, decision, sent),
     )
-    ctx.history_rounds.append(evaluate(ctx.model, ctx.record, ctx.data.test))
-    if ctx.onnx_path is not None:
-        ctx.verification = export_model(ctx.model, ctx.record, ctx.spec, ctx.data, ctx.onnx_path)
-
-
-def _get(result: Any, key: str) -> Any:
-    if isinstance(result, Mapping):
-        return result.get(key)
-    try:
-        return result[key]
-    except (KeyError, TypeError, IndexError):
-        return getattr(result, key, None)
 
 
 def _numbers(result: Any, prefix: str = "") -> dict[str, float]:
@@ -451,8 +415,12 @@ class _Context:
     record: ModelRecord
     mechanic: Mechanic
     onnx_path: Path | None
+    test_metrics: dict[str, float]
+    analyses: dict[str, Any]
     verification: Any = None
-    history_rounds: list[dict[str, float]] = attrs.field(factory=list)
+    rows: list[dict[str, Any]] = attrs.field(factory=list)
+    sections: list[dict[str, Any]] = attrs.field(factory=list)
+    rejection: str | None = None
 
 
 def execute(spec: RunSpec, run_dir: Path, stages: _Stages, *, resume: bool) -> RunResult:
@@ -523,6 +491,7 @@ def _execute(
     with stages.stage("data"):
         data = load_data(spec)
     with stages.stage("build"):
+        policies = build_policies(spec.feedback.policies)
         seed_everything(spec.training.seed)
         record = model_record(spec.model)
         model = create_model(spec.model)
@@ -540,6 +509,8 @@ def _execute(
             mechanic.emit(
                 "artifact", "model.onnx", {"path": str(onnx_path), "type": "onnx"}, step=0
             )
+    with stages.stage("analyze"):
+        analyses = run_analyses(spec.analysis.analyzers, model, onnx_path, data, mechanic)
     ctx = _Context(
         spec=spec,
         run_dir=run_dir,
@@ -548,52 +519,41 @@ def _execute(
         record=record,
         mechanic=mechanic,
         onnx_path=onnx_path,
+        test_metrics=test_metrics,
+        analyses=analyses,
         verification=verification,
     )
-    with stages.stage("analyze"):
-        analyses = run_analyses(spec.analysis.analyzers, model, onnx_path, data, mechanic)
-    rounds: list[dict[str, Any]] = []
-    if spec.feedback.policies:
+    if policies:
         with stages.stage("feedback"):
-            rounds = apply_policies(spec.feedback.policies, ctx)
-            if ctx.history_rounds:
-                test_metrics = ctx.history_rounds[-1]
-                mechanic.record_performance(spec.model.name, test_metrics, step=len(rounds))
-            if rounds:
-                analyses.update(
-                    run_analyses(
-                        spec.analysis.analyzers,
-                        model,
-                        onnx_path,
-                        data,
-                        mechanic,
-                        round_=len(rounds),
-                    )
-                )
+            apply_policies(policies, ctx)
     with stages.stage("report"):
         report = write_results(
             run_dir,
             spec,
             history,
-            test_metrics,
+            ctx.test_metrics,
             ctx.verification,
-            analyses,
-            rounds,
+            ctx.analyses,
+            ctx.rows,
             stages.seconds,
             data,
-            model,
+            ctx.model,
+            policy_sections=ctx.sections,
         )
+    status = "rejected" if ctx.rejection is not None else "completed"
     mechanic.emit(
-        "run_finished", spec.name, {"status": "completed", "test_metrics": test_metrics}, step=0
+        "run_finished", spec.name, {"status": status, "test_metrics": ctx.test_metrics}, step=0
     )
+    if ctx.rejection is not None:
+        raise RunRejected(f"{ctx.rejection} (results: {run_dir / 'results.json'})")
     return RunResult(
         run_dir=run_dir,
         run_id=str(stages.manifest["run_id"]),
         status="completed",
-        test_metrics=test_metrics,
+        test_metrics=ctx.test_metrics,
         stage_seconds=dict(stages.seconds),
-        analyses={k: to_plain(v) for k, v in analyses.items()},
-        rounds=rounds,
+        analyses={k: to_plain(v) for k, v in ctx.analyses.items()},
+        rounds=ctx.rows,
         verification=to_plain(ctx.verification) if ctx.verification is not None else None,
         report=report,
     )
@@ -617,6 +577,8 @@ def write_results(
     stage_seconds: Mapping[str, float],
     data: DataSplits,
     model: torch.nn.Module,
+    *,
+    policy_sections: Sequence[Mapping[str, Any]] = (),
 ) -> Path:
     from neuroplex.report import build_report
 
@@ -643,44 +605,7 @@ def write_results(
         sections.extend(_sections_of("ONNX parity", verification, arrays))
     for name, result in analyses.items():
         sections.extend(_sections_of(name, result, arrays))
-    if rounds:
-        sections.append(
-            {
-                "type": "table",
-                "title": "Mechanic: adversarial rounds",
-                "columns": [
-                    "round",
-                    "attack",
-                    "epsilon",
-                    "clean_accuracy",
-                    "robust_accuracy",
-                    "action",
-                ],
-                "rows": [
-                    [
-                        r.get("round"),
-                        r.get("attack"),
-                        r.get("epsilon"),
-                        r.get("clean_accuracy"),
-                        r.get("robust_accuracy"),
-                        r.get("action"),
-                    ]
-                    for r in rounds
-                ],
-            }
-        )
-        sections.append(
-            {
-                "type": "lines",
-                "title": "Robustness before and after retraining",
-                "x": [r["round"] for r in rounds],
-                "series": {
-                    "robust_accuracy": [r.get("robust_accuracy") for r in rounds],
-                    "clean_accuracy": [r.get("clean_accuracy") for r in rounds],
-                },
-                "xlabel": "Mechanic round",
-            }
-        )
+    sections.extend(dict(section) for section in policy_sections)
     samples = getattr(model, "report_samples", None)
     if callable(samples):
         x_test, _ = _xy(data.test)

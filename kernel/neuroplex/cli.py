@@ -1,7 +1,8 @@
 """The ``neuroplex`` command line.
 
 ``--help``, ``plugins``, ``list`` and ``doctor`` never import torch: they read entry points and
-records only. User errors print one line and exit 2; ``--debug`` shows the traceback.
+records only. User errors print one line and exit 2 (3 when a policy rejects the run: a CI
+gate); ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from importlib import metadata
 from typing import Any
 
 from neuroplex import __version__
-from neuroplex.errors import NeuroplexError
+from neuroplex.errors import NeuroplexError, RunRejected
 from neuroplex.records import KINDS
 
 __all__ = ["main"]
 
 EXIT_USER_ERROR = 2
+EXIT_REJECTED = 3  # a policy (e.g. early_reject) failed the run: a CI gate
 
 
 def _manager(args: argparse.Namespace) -> Any:
@@ -280,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print(f"neuroplex: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return EXIT_REJECTED if isinstance(exc, RunRejected) else EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("neuroplex: interrupted", file=sys.stderr)
         return 130

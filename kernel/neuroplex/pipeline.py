@@ -28,6 +28,7 @@ from neuroplex import __version__
 from neuroplex.config import RunSpec, load_spec, unstructure
 from neuroplex.errors import ComponentNotFoundError, ConfigError
 from neuroplex.plugins import PluginManager, get_plugin_manager, use_plugin_manager
+from neuroplex.records import PolicyRecord
 from neuroplex.registry import FIRST_PARTY, get_registration, missing_distributions
 
 __all__ = ["RunResult", "required_components", "run", "run_cli"]
@@ -69,9 +70,14 @@ def required_components(spec: RunSpec) -> list[tuple[str, str, str]]:
     for i, analyzer in enumerate(spec.analysis.analyzers):
         need.append((f"analysis.analyzers[{i}].name", "analyzer", analyzer.name))
     for i, policy in enumerate(spec.feedback.policies):
-        attack = policy.options.get("attack")
-        if isinstance(attack, str):
-            need.append((f"feedback.policies[{i}].options.attack", "analyzer", attack))
+        need.append((f"feedback.policies[{i}].name", "policy", policy.name))
+        reg = get_plugin_manager().lookup("policy", policy.name)
+        record = reg.record if reg is not None else None
+        option_kinds = record.component_options if isinstance(record, PolicyRecord) else {}
+        for option, kind in option_kinds.items():
+            value = policy.options.get(option)
+            if isinstance(value, str):
+                need.append((f"feedback.policies[{i}].options.{option}", kind, value))
     return need
 
 

@@ -14,11 +14,14 @@ import fnmatch
 import inspect
 import weakref
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from neuroplex.errors import ComponentNotFoundError, ConfigError, NeuroplexError, PluginError
 from neuroplex.plugins import Registration, get_plugin_manager
 from neuroplex.records import KINDS, ComponentRecord, OptimizerRecord, normalize_name
+
+if TYPE_CHECKING:
+    from neuroplex.protocols import Policy
 
 __all__ = [
     "FIRST_PARTY",
@@ -29,6 +32,7 @@ __all__ = [
     "create_layer",
     "create_model",
     "create_optimizer",
+    "create_policy",
     "create_scheduler",
     "create_sink",
     "get_record",
@@ -40,6 +44,7 @@ __all__ = [
     "list_layers",
     "list_models",
     "list_optimizers",
+    "list_policies",
     "list_sinks",
     "missing_distributions",
     "origin_of",
@@ -118,6 +123,7 @@ FIRST_PARTY: dict[str, dict[str, tuple[str, ...]]] = {
             "synthetic",
         ),
     },
+    "policy": {"neuroplex-attacks": ("adversarial",)},
 }
 
 
@@ -324,6 +330,23 @@ def create_dataset(name: str, /, **config: Any) -> Any:
     return create("dataset", name, **config)
 
 
+def create_policy(name: str, /, *, max_rounds: int = 3, **options: Any) -> Policy:
+    """Build a Mechanic policy: ``factory(max_rounds=max_rounds, **options) -> Policy``.
+
+    The policy must have an ``apply(context)`` method (:class:`~neuroplex.protocols.Policy`).
+    """
+    from neuroplex.protocols import Policy
+
+    policy = create("policy", name, max_rounds=max_rounds, **options)
+    if not isinstance(policy, Policy):
+        reg = get_registration("policy", name)
+        raise PluginError(
+            f"policy {reg.record.name!r} from {reg.origin} (plugin {reg.plugin!r}) built a "
+            f"{type(policy).__name__} without an apply(context) method"
+        )
+    return policy
+
+
 def _names(kind: str, pattern: str) -> list[str]:
     return [r.name for r in list_components(kind, pattern)]
 
@@ -354,6 +377,11 @@ def list_sinks(pattern: str = "*") -> list[str]:
 
 def list_datasets(pattern: str = "*") -> list[str]:
     return _names("dataset", pattern)
+
+
+def list_policies(pattern: str = "*") -> list[str]:
+    """Names of the registered policies matching the glob ``pattern``."""
+    return _names("policy", pattern)
 
 
 assert set(FIRST_PARTY) == set(KINDS)

@@ -29,12 +29,14 @@ GUIDE_HEADING = "## Writing a plugin"
 
 
 def guide_text() -> str:
-    """The plugin authoring guide: README's "Writing a plugin" section."""
+    """The plugin authoring guide: README's "Writing a plugin" section, then the reference
+    pages of kernel/docs/ (e.g. policies.md)."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     start = readme.find(GUIDE_HEADING)
     assert start >= 0, f"README.md has no {GUIDE_HEADING!r} section"
     end = readme.find("\n## ", start + len(GUIDE_HEADING))
-    return readme[start : end if end >= 0 else len(readme)]
+    docs = [p.read_text(encoding="utf-8") for p in sorted((ROOT / "kernel" / "docs").glob("*.md"))]
+    return "\n".join([readme[start : end if end >= 0 else len(readme)], *docs])
 
 
 HOOKS: dict[str, Callable[..., Any]] = {
