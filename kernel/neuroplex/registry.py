@@ -123,7 +123,7 @@ FIRST_PARTY: dict[str, dict[str, tuple[str, ...]]] = {
             "synthetic",
         ),
     },
-    "policy": {"neuroplex-attacks": ("adversarial",)},
+    "policy": {"neuroplex-attacks": ("adversarial",), "neuroplex-sinks": ("early_reject",)},
 }
 
 

@@ -63,6 +63,8 @@ def test_missing_first_party_policy_says_what_to_install(neuroplex_manager) -> N
         "unknown policy 'adversarial'; it is provided by neuroplex-attacks: "
         "pip install neuroplex-attacks"
     )
+    with pytest.raises(ComponentNotFoundError, match="pip install neuroplex-sinks"):
+        neuroplex.create_policy("early_reject")
 
 
 def test_component_options_must_name_kinds() -> None:
