@@ -68,7 +68,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from neuroplex.registry import FIRST_PARTY, list_components
+    from neuroplex.registry import FIRST_PARTY, list_components, plural
 
     _manager(args)
     _check_kind(args.kind)
@@ -79,7 +79,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not records:
         dists = " ".join(FIRST_PARTY[args.kind])
         print(
-            f"no {args.kind} matches {args.pattern!r}; {args.kind}s come from plugins, "
+            f"no {args.kind} matches {args.pattern!r}; {plural(args.kind)} come from plugins, "
             f"e.g.: pip install {dists}"
         )
         return 0

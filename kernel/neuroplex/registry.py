@@ -48,6 +48,7 @@ __all__ = [
     "list_sinks",
     "missing_distributions",
     "origin_of",
+    "plural",
 ]
 
 #: first-party distributions and the component names they provide, for install hints only
@@ -127,6 +128,11 @@ FIRST_PARTY: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
+def plural(kind: str) -> str:
+    """``"layer"`` → ``"layers"``, ``"policy"`` → ``"policies"``."""
+    return f"{kind[:-1]}ies" if kind.endswith("y") else f"{kind}s"
+
+
 def _distribution_for(kind: str, name: str) -> str | None:
     key = normalize_name(name)
     for dist, names in FIRST_PARTY.get(kind, {}).items():
@@ -154,7 +160,7 @@ def get_registration(kind: str, name: str) -> Registration:
     if dist is not None and not _dist_installed(dist):
         parts.append(f"it is provided by {dist}: pip install {dist}")
     elif installed:
-        parts.append(f"installed {kind}s: {', '.join(installed)}")
+        parts.append(f"installed {plural(kind)}: {', '.join(installed)}")
     else:
         dists = " ".join(FIRST_PARTY.get(kind, {})) or "a plugin that provides one"
         parts.append(f"no {kind} plugin is installed: pip install {dists}")
