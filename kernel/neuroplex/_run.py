@@ -32,7 +32,7 @@ from neuroplex.errors import (
 )
 from neuroplex.mechanic import Mechanic, to_plain
 from neuroplex.pipeline import RunResult, write_json
-from neuroplex.protocols import Policy, PolicyContext, PolicyDecision
+from neuroplex.protocols import Policy, PolicyContext, PolicyDecision, PolicyOutcome
 from neuroplex.records import DataSplits, ModelRecord, resolve_factory
 from neuroplex.registry import (
     create_analyzer,
@@ -299,6 +299,8 @@ def apply_policies(policies: Sequence[tuple[str, Policy]], ctx: _Context) -> Non
         sent: list[PolicyDecision] = []
         with plugin_errors(policy, "policy", name, "deciding"):
             outcome = policy.apply(_policy_context(name, ctx, sent))
+            if not isinstance(outcome, PolicyOutcome):
+                raise TypeError(f"apply() returned a {type(outcome).__name__}, not a PolicyOutcome")
         for decision in outcome.decisions:
             if decision not in sent:
                 _decide(ctx.mechanic, decision, sent)

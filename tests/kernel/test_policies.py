@@ -29,7 +29,13 @@ def policies(register_plugin, monkeypatch: pytest.MonkeyPatch):
 
 
 def test_policies_register_and_list_by_name(policies) -> None:
-    assert neuroplex.list_policies() == ["keep", "no_apply", "reject_always", "retrain_once"]
+    assert neuroplex.list_policies() == [
+        "bad_outcome",
+        "keep",
+        "no_apply",
+        "reject_always",
+        "retrain_once",
+    ]
     assert neuroplex.list_policies("re*") == ["reject_always", "retrain_once"]
     record = neuroplex.get_record("policy", "no_apply")
     assert isinstance(record, PolicyRecord) and record.kind == "policy"

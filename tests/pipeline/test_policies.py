@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from neuroplex import ConfigError, RunRejected
+from neuroplex import ConfigError, PluginError, RunRejected
 from neuroplex.cli import main
 from neuroplex.pipeline import run
 
@@ -121,7 +121,16 @@ def test_unknown_policy_lists_the_installed_ones(tiny, tmp_path) -> None:
         run(with_policies(tmp_path, {"name": "kep"}), output=tmp_path / "run")
     assert str(err.value) == (
         "feedback.policies[0].name: unknown policy 'kep'; did you mean 'keep'?; "
-        "installed policies: keep, no_apply, reject_always, retrain_once"
+        "installed policies: bad_outcome, keep, no_apply, reject_always, retrain_once"
+    )
+
+
+def test_a_policy_that_returns_no_outcome_is_a_plugin_error(tiny, tmp_path) -> None:
+    with pytest.raises(PluginError) as err:
+        run(with_policies(tmp_path, {"name": "bad_outcome"}), output=tmp_path / "run")
+    assert str(err.value) == (
+        "policy 'bad_outcome' from policies-dist (plugin 'policies') failed while deciding: "
+        "TypeError: apply() returned a dict, not a PolicyOutcome (--debug shows the traceback)"
     )
 
 
