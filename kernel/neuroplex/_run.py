@@ -331,7 +331,7 @@ def _decide(mechanic: Mechanic, decision: PolicyDecision, sent: list[PolicyDecis
     sent.append(decision)
 
 
-def _policy_context(name: str, ctx: _Context, sent: list[PolicyDecision]) -> PolicyContext:
+def _policy_context(policy: str, ctx: _Context, sent: list[PolicyDecision]) -> PolicyContext:
     """The run so far and the kernel functions a policy acts with, bound to ``ctx``."""
 
     def analyze(
@@ -370,7 +370,7 @@ def _policy_context(name: str, ctx: _Context, sent: list[PolicyDecision]) -> Pol
         return None
 
     return PolicyContext(
-        policy=name,
+        policy=policy,
         spec=ctx.spec,
         run_dir=ctx.run_dir,
         data=ctx.data,

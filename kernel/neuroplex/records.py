@@ -280,6 +280,9 @@ class PolicyRecord(ComponentRecord):
     kind: ClassVar[str] = "policy"
     component_options: dict[str, str] = attrs.field(factory=dict, converter=_option_kinds)
 
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "component_options": dict(self.component_options)}
+
 
 RECORD_TYPES: dict[str, type[ComponentRecord]] = {
     cls.kind: cls

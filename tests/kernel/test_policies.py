@@ -3,6 +3,8 @@ and the conformance kit's policy checks."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import neuroplex
@@ -40,6 +42,7 @@ def test_policies_register_and_list_by_name(policies) -> None:
     record = neuroplex.get_record("policy", "no_apply")
     assert isinstance(record, PolicyRecord) and record.kind == "policy"
     assert record.component_options == {"probe": "analyzer"}
+    assert record.to_dict()["component_options"] == {"probe": "analyzer"}
 
 
 def test_create_policy_builds_a_policy_with_its_options(policies) -> None:
@@ -105,3 +108,14 @@ def test_the_kit_names_what_is_wrong(policies) -> None:
         "without an apply(context) method"
     )
     assert any(f.startswith("check_unknown_option_is_config_error: ") for f in failures)
+
+
+def test_neuroplex_list_policy(policies, capsys) -> None:
+    from neuroplex.cli import main
+
+    assert main(["list", "policy", "re*"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[2:]] == ["reject_always", "retrain_once"]
+    assert main(["list", "policy", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {r["name"]: r["component_options"] for r in listed}["no_apply"] == {"probe": "analyzer"}
