@@ -17,6 +17,7 @@ from neuroplex.errors import (
     ExportError,
     NeuroplexError,
     PluginError,
+    RunRejected,
     SinkError,
     TrainingError,
 )
@@ -33,6 +34,7 @@ from neuroplex.records import (
     LayerRecord,
     ModelRecord,
     OptimizerRecord,
+    PolicyRecord,
 )
 
 __version__ = "0.1.0"
@@ -55,6 +57,7 @@ _LAZY: dict[str, str] = {
     "create_analyzer": "neuroplex.registry",
     "create_sink": "neuroplex.registry",
     "create_dataset": "neuroplex.registry",
+    "create_policy": "neuroplex.registry",
     "list_layers": "neuroplex.registry",
     "list_models": "neuroplex.registry",
     "list_optimizers": "neuroplex.registry",
@@ -62,12 +65,17 @@ _LAZY: dict[str, str] = {
     "list_analyzers": "neuroplex.registry",
     "list_sinks": "neuroplex.registry",
     "list_datasets": "neuroplex.registry",
+    "list_policies": "neuroplex.registry",
     "get_record": "neuroplex.registry",
     "list_components": "neuroplex.registry",
     "Trainer": "neuroplex.training",
     "History": "neuroplex.training",
     "EpochRecord": "neuroplex.training",
     "Mechanic": "neuroplex.mechanic",
+    "Policy": "neuroplex.protocols",
+    "PolicyContext": "neuroplex.protocols",
+    "PolicyDecision": "neuroplex.protocols",
+    "PolicyOutcome": "neuroplex.protocols",
     "OnnxModule": "neuroplex.onnx",
     "export_onnx": "neuroplex.onnx",
     "verify_onnx": "neuroplex.onnx",
@@ -93,6 +101,8 @@ __all__ = [
     "NeuroplexError",
     "OptimizerRecord",
     "PluginError",
+    "PolicyRecord",
+    "RunRejected",
     "SinkError",
     "TrainingError",
     "__version__",
@@ -126,6 +136,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from neuroplex.mechanic import Mechanic
     from neuroplex.onnx import OnnxModule, export_onnx, verify_onnx
     from neuroplex.plugins import PluginManager, get_plugin_manager
+    from neuroplex.protocols import Policy, PolicyContext, PolicyDecision, PolicyOutcome
     from neuroplex.registry import (
         create_analyzer,
         create_dataset,
@@ -133,6 +144,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
         create_layer,
         create_model,
         create_optimizer,
+        create_policy,
         create_scheduler,
         create_sink,
         get_record,
@@ -143,6 +155,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
         list_layers,
         list_models,
         list_optimizers,
+        list_policies,
         list_sinks,
     )
     from neuroplex.training import EpochRecord, History, Trainer

@@ -1,7 +1,8 @@
 """The ``neuroplex`` command line.
 
 ``--help``, ``plugins``, ``list`` and ``doctor`` never import torch: they read entry points and
-records only. User errors print one line and exit 2; ``--debug`` shows the traceback.
+records only. User errors print one line and exit 2 (3 when a policy rejects the run: a CI
+gate); ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from neuroplex import __version__
-from neuroplex.errors import ConfigError, NeuroplexError
+from neuroplex.errors import ConfigError, NeuroplexError, RunRejected
 from neuroplex.records import KINDS
 
 __all__ = ["main"]
 
 EXIT_USER_ERROR = 2
+EXIT_REJECTED = 3  # a policy (e.g. early_reject) failed the run: a CI gate
 
 
 def _manager(args: argparse.Namespace) -> Any:
@@ -67,7 +69,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from neuroplex.registry import FIRST_PARTY, list_components
+    from neuroplex.registry import FIRST_PARTY, list_components, plural
 
     _manager(args)
     _check_kind(args.kind)
@@ -78,7 +80,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not records:
         dists = " ".join(FIRST_PARTY[args.kind])
         print(
-            f"no {args.kind} matches {args.pattern!r}; {args.kind}s come from plugins, "
+            f"no {args.kind} matches {args.pattern!r}; {plural(args.kind)} come from plugins, "
             f"e.g.: pip install {dists}"
         )
         return 0
@@ -371,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print(f"neuroplex: error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        return EXIT_REJECTED if isinstance(exc, RunRejected) else EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("neuroplex: interrupted", file=sys.stderr)
         return 130

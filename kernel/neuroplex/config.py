@@ -264,11 +264,12 @@ class SinkSpec:
 
 @attrs.frozen(kw_only=True)
 class PolicyConfig:
-    """A Mechanic policy, e.g. ``adversarial``: retrain while vulnerable, under budget."""
+    """A Mechanic policy (a plugin, see policies.md), e.g. ``adversarial``: retrain while
+    vulnerable, under budget; ``early_reject``: fail the run (exit 3) past a threshold."""
 
-    #: a policy, e.g. `adversarial`
+    #: a policy, e.g. `adversarial` or `early_reject` (`neuroplex list policy`)
     name: str = attrs.field(validator=_name)
-    #: the policy's own options
+    #: the policy's own options (its plugin's README or policies.md)
     options: dict[str, Any] = attrs.field(factory=dict)
     #: the most rounds in which the policy may act (retrain, re-export, re-test)
     max_rounds: int = attrs.field(default=3, validator=_positive)

@@ -14,6 +14,7 @@ __all__ = [
     "ExportError",
     "NeuroplexError",
     "PluginError",
+    "RunRejected",
     "SinkError",
     "TrainingError",
 ]
@@ -57,3 +58,9 @@ class TrainingError(NeuroplexError):
 
 class SinkError(NeuroplexError):
     """A feedback sink failed; the Mechanic isolates these so a run never stops."""
+
+
+class RunRejected(NeuroplexError):
+    """A policy rejected the run (e.g. ``early_reject``: a number beyond its threshold); the
+    message names the policy, the number, its value and the threshold. ``neuroplex run``
+    exits 3 (a user error exits 2)."""

@@ -31,6 +31,7 @@ from neuroplex.records import (
     LayerRecord,
     ModelRecord,
     OptimizerRecord,
+    PolicyRecord,
 )
 
 PROJECT_NAME = "neuroplex"
@@ -48,6 +49,7 @@ HOOK_FOR_KIND: dict[str, str] = {
     "analyzer": "neuroplex_register_analyzers",
     "feedback_sink": "neuroplex_register_feedback_sinks",
     "dataset": "neuroplex_register_datasets",
+    "policy": "neuroplex_register_policies",
 }
 
 
@@ -198,5 +200,36 @@ def neuroplex_register_datasets() -> Iterable[DatasetRecord]:
                 factory="my_plugin.data:xor",
                 summary="the XOR problem",
                 example_config={"n": 64},
+            )
+    """
+
+
+@_hookspec
+def neuroplex_register_policies() -> Iterable[PolicyRecord]:
+    """Register Mechanic policies: what the feedback stage of ``neuroplex run`` does once the
+    model is trained, exported and analysed (retrain while vulnerable, fail the run below a
+    threshold, ...). A spec names them in ``[[feedback.policies]]``; they run in that order.
+
+    The factory is called as ``factory(max_rounds=int, **options)`` and returns a
+    :class:`~neuroplex.protocols.Policy`: ``apply(context: PolicyContext) -> PolicyOutcome``.
+    The context holds the run (spec, run directory, data splits, model, test metrics, the
+    latest analyses, the Mechanic) and the kernel functions a policy acts with
+    (``analyze``, ``retrain``, ``evaluate``, ``export``, ``decide``); the outcome holds the
+    policy's :class:`~neuroplex.protocols.PolicyDecision` s and, when it acted, the new model
+    (the kernel then re-evaluates and re-analyses it), report sections, or a rejection that
+    fails the run. Options naming other components go in ``component_options`` so a run
+    checks them before it starts.
+
+    Example plugin::
+
+        from neuroplex import PolicyRecord, hookimpl
+
+        @hookimpl
+        def neuroplex_register_policies():
+            yield PolicyRecord(
+                name="accuracy_floor",
+                factory="my_plugin.policies:AccuracyFloor",
+                summary="fail the run when test accuracy is below a floor",
+                example_config={"floor": 0.5},
             )
     """

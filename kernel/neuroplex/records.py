@@ -33,6 +33,7 @@ __all__ = [
     "LayerRecord",
     "ModelRecord",
     "OptimizerRecord",
+    "PolicyRecord",
     "normalize_name",
     "resolve_factory",
 ]
@@ -40,7 +41,7 @@ __all__ = [
 #: A lazy factory: ``"package.module:attribute"`` (imported on first use) or a callable.
 Factory = str | Callable[..., Any]
 
-#: The seven component kinds, in the order the CLI lists them.
+#: The eight component kinds, in the order the CLI lists them.
 KINDS: tuple[str, ...] = (
     "layer",
     "model",
@@ -49,6 +50,7 @@ KINDS: tuple[str, ...] = (
     "analyzer",
     "feedback_sink",
     "dataset",
+    "policy",
 )
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_.\-]*$")
@@ -253,6 +255,35 @@ class DatasetRecord(ComponentRecord):
     kind: ClassVar[str] = "dataset"
 
 
+def _option_kinds(value: Mapping[str, str] | None) -> dict[str, str]:
+    kinds = dict(value or {})
+    for option, kind in kinds.items():
+        if kind not in KINDS:
+            raise ValueError(
+                f"component_options[{option!r}] = {kind!r} is not a component kind; "
+                f"kinds: {', '.join(KINDS)}"
+            )
+    return kinds
+
+
+@attrs.frozen(kw_only=True)
+class PolicyRecord(ComponentRecord):
+    """A Mechanic policy (what the feedback stage does with a run's results).
+
+    ``factory(max_rounds=int, **options) -> Policy`` (see :class:`neuroplex.protocols.Policy`):
+    ``options`` is the spec's ``[feedback.policies.options]`` table; an unknown or bad option
+    raises :class:`~neuroplex.ConfigError` naming it. ``component_options`` maps option
+    names whose values name other components to their kind (e.g. ``{"attack": "analyzer"}``):
+    a run checks that those components are installed before it starts.
+    """
+
+    kind: ClassVar[str] = "policy"
+    component_options: dict[str, str] = attrs.field(factory=dict, converter=_option_kinds)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "component_options": dict(self.component_options)}
+
+
 RECORD_TYPES: dict[str, type[ComponentRecord]] = {
     cls.kind: cls
     for cls in (
@@ -263,6 +294,7 @@ RECORD_TYPES: dict[str, type[ComponentRecord]] = {
         AnalyzerRecord,
         FeedbackSinkRecord,
         DatasetRecord,
+        PolicyRecord,
     )
 }
 

@@ -14,11 +14,14 @@ import fnmatch
 import inspect
 import weakref
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from neuroplex.errors import ComponentNotFoundError, ConfigError, NeuroplexError, PluginError
 from neuroplex.plugins import Registration, get_plugin_manager
 from neuroplex.records import KINDS, ComponentRecord, OptimizerRecord, normalize_name
+
+if TYPE_CHECKING:
+    from neuroplex.protocols import Policy
 
 __all__ = [
     "FIRST_PARTY",
@@ -29,6 +32,7 @@ __all__ = [
     "create_layer",
     "create_model",
     "create_optimizer",
+    "create_policy",
     "create_scheduler",
     "create_sink",
     "get_record",
@@ -40,9 +44,11 @@ __all__ = [
     "list_layers",
     "list_models",
     "list_optimizers",
+    "list_policies",
     "list_sinks",
     "missing_distributions",
     "origin_of",
+    "plural",
 ]
 
 #: first-party distributions and the component names they provide, for install hints only
@@ -118,7 +124,13 @@ FIRST_PARTY: dict[str, dict[str, tuple[str, ...]]] = {
             "synthetic",
         ),
     },
+    "policy": {"neuroplex-attacks": ("adversarial",), "neuroplex-sinks": ("early_reject",)},
 }
+
+
+def plural(kind: str) -> str:
+    """``"layer"`` → ``"layers"``, ``"policy"`` → ``"policies"``."""
+    return f"{kind[:-1]}ies" if kind.endswith("y") else f"{kind}s"
 
 
 def _distribution_for(kind: str, name: str) -> str | None:
@@ -148,7 +160,7 @@ def get_registration(kind: str, name: str) -> Registration:
     if dist is not None and not _dist_installed(dist):
         parts.append(f"it is provided by {dist}: pip install {dist}")
     elif installed:
-        parts.append(f"installed {kind}s: {', '.join(installed)}")
+        parts.append(f"installed {plural(kind)}: {', '.join(installed)}")
     else:
         dists = " ".join(FIRST_PARTY.get(kind, {})) or "a plugin that provides one"
         parts.append(f"no {kind} plugin is installed: pip install {dists}")
@@ -324,6 +336,23 @@ def create_dataset(name: str, /, **config: Any) -> Any:
     return create("dataset", name, **config)
 
 
+def create_policy(name: str, /, *, max_rounds: int = 3, **options: Any) -> Policy:
+    """Build a Mechanic policy: ``factory(max_rounds=max_rounds, **options) -> Policy``.
+
+    The policy must have an ``apply(context)`` method (:class:`~neuroplex.protocols.Policy`).
+    """
+    from neuroplex.protocols import Policy
+
+    policy = create("policy", name, max_rounds=max_rounds, **options)
+    if not isinstance(policy, Policy):
+        reg = get_registration("policy", name)
+        raise PluginError(
+            f"policy {reg.record.name!r} from {reg.origin} (plugin {reg.plugin!r}) built a "
+            f"{type(policy).__name__} without an apply(context) method"
+        )
+    return policy
+
+
 def _names(kind: str, pattern: str) -> list[str]:
     return [r.name for r in list_components(kind, pattern)]
 
@@ -354,6 +383,11 @@ def list_sinks(pattern: str = "*") -> list[str]:
 
 def list_datasets(pattern: str = "*") -> list[str]:
     return _names("dataset", pattern)
+
+
+def list_policies(pattern: str = "*") -> list[str]:
+    """Names of the registered policies matching the glob ``pattern``."""
+    return _names("policy", pattern)
 
 
 assert set(FIRST_PARTY) == set(KINDS)

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from neuroplex.records import KINDS
-from neuroplex.registry import FIRST_PARTY
+from neuroplex.registry import FIRST_PARTY, plural
 
 from ._cli import ROOT, clean_env, installed_plugin_distributions, run_cli
 
@@ -37,7 +37,7 @@ def test_list_names_the_distributions_that_provide_the_kind(kind: str) -> None:
     result = run_cli("list", kind)
     assert result.code == 0, result.err
     dists = " ".join(FIRST_PARTY[kind])
-    assert f"{kind}s come from plugins, e.g.: pip install {dists}" in result.out
+    assert f"{plural(kind)} come from plugins, e.g.: pip install {dists}" in result.out
 
 
 def test_doctor_lists_every_kind_with_its_install_command() -> None:

@@ -25,11 +25,11 @@ from neuroplex.records import KINDS, RECORD_TYPES
 
 from ._cli import ROOT
 
-GUIDE_PAGES = ("plugin-guide.md", "hooks.md")
+GUIDE_PAGES = ("plugin-guide.md", "hooks.md", "policies.md")
 
 
 def guide_text() -> str:
-    """The plugin authoring guide and its hook reference (kernel/docs)."""
+    """The plugin authoring guide, its hook reference and the policy guide (kernel/docs)."""
     return "\n".join(
         (ROOT / "kernel" / "docs" / name).read_text(encoding="utf-8") for name in GUIDE_PAGES
     )

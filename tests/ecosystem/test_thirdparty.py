@@ -89,13 +89,14 @@ def test_entry_module_does_not_import_torch() -> None:
     assert result.out.strip() == "NO-TORCH"
 
 
-def test_registers_one_component_of_three_kinds(example_manager: PluginManager) -> None:
+def test_registers_one_component_of_four_kinds(example_manager: PluginManager) -> None:
     [info] = example_manager.plugins()
     assert info.status == "ok", info.error
     assert info.components == {
         "layer": ("bent_identity",),
         "optimizer": ("signsgd",),
         "feedback_sink": ("csv_events",),
+        "policy": ("accuracy_floor",),
     }
     assert "activation" in neuroplex.get_record("layer", "bent_identity").capabilities
 
@@ -120,7 +121,7 @@ def test_passes_the_conformance_checks_that_exist(example_manager: PluginManager
     """The per-kind check modules (neuroplex.testing.<kind>) are written separately; run
     every one that exists on every record of the example."""
     ran = 0
-    for kind in ("layer", "optimizer", "feedback_sink"):
+    for kind in ("layer", "optimizer", "feedback_sink", "policy"):
         if importlib.util.find_spec(f"neuroplex.testing.{kind}") is None:
             continue
         for reg in example_manager.registrations(kind):
@@ -146,7 +147,10 @@ def _spec(tmp_path: Path) -> dict:
         },
         "training": {"optimizer": "signsgd", "optimizer_params": {"momentum": 0.9}, "epochs": 1},
         "export": {"enabled": False},
-        "feedback": {"sinks": [{"name": "csv_events", "options": {"path": "events.csv"}}]},
+        "feedback": {
+            "sinks": [{"name": "csv_events", "options": {"path": "events.csv"}}],
+            "policies": [{"name": "accuracy_floor", "options": {"floor": 0.0}}],
+        },
     }
 
 
@@ -157,8 +161,9 @@ def test_spec_names_its_components(example_manager: PluginManager, tmp_path: Pat
     need = required_components(spec)
     assert ("training.optimizer", "optimizer", "signsgd") in need
     assert ("feedback.sinks[0].name", "feedback_sink", "csv_events") in need
+    assert ("feedback.policies[0].name", "policy", "accuracy_floor") in need
     for _, kind, name in need:
-        if kind in {"optimizer", "feedback_sink"}:
+        if kind in {"optimizer", "feedback_sink", "policy"}:
             assert neuroplex.get_record(kind, name).name == name
 
 
@@ -182,3 +187,34 @@ def test_run_spec_trains_with_the_example_optimizer_and_sink(tmp_path: Path) -> 
     assert summary["status"] == "completed"
     events = (tmp_path / "events.csv").read_text(encoding="utf-8")
     assert "run_finished" in events or "metrics" in events
+    assert "accuracy_floor:0" in events  # the example policy's decision reached the example sink
+
+
+def test_example_policy_fails_a_run_from_a_spec(
+    example_manager: PluginManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example policy, with the kernel's tiny test plugin set, fails a run below its floor."""
+    import json
+
+    from neuroplex import RunRejected
+    from neuroplex.pipeline import run
+
+    from ..pipeline.test_run import FIXTURES, spec
+
+    monkeypatch.syspath_prepend(str(FIXTURES))
+    import npfix_tiny
+
+    example_manager.register(npfix_tiny, "tiny", distribution="tiny-dist")
+    body = spec(tmp_path, export={"enabled": False}, analysis={"analyzers": []})
+    floor = {"name": "accuracy_floor", "options": {"floor": 1.01}}
+    body["feedback"] = {**body["feedback"], "policies": [floor]}  # type: ignore[dict-item]
+    with pytest.raises(RunRejected) as err:
+        run(body, output=tmp_path / "run")
+    results = json.loads((tmp_path / "run" / "results.json").read_text(encoding="utf-8"))
+    accuracy = results["test_metrics"]["accuracy"]
+    assert str(err.value).startswith(
+        f"policy 'accuracy_floor' rejected the run: test accuracy {accuracy:.4f} is below the "
+        "floor 1.01 (results: "
+    )
+    [row] = results["rounds"]
+    assert row["action"] == "reject" and row["floor"] == 1.01

@@ -40,7 +40,7 @@ def test_unknown_kind_is_one_line_and_exit_2(capsys) -> None:
     err = capsys.readouterr().err
     assert err == (
         "neuroplex: error: unknown kind 'modle'; kinds: layer, model, optimizer, device, "
-        "analyzer, feedback_sink, dataset; did you mean 'model'?\n"
+        "analyzer, feedback_sink, dataset, policy; did you mean 'model'?\n"
     )
 
 

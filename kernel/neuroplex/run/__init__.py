@@ -8,7 +8,7 @@ build      ``build(loaded) -> Built``: the seeded model and its record
 train      ``train(built) -> Trained``, ``evaluate(trained) -> Evaluated``
 export     ``export(evaluated) -> Exported``: ``model.onnx``, verified against PyTorch
 analyze    ``analyze(exported) -> Analyzed``: every analyzer of the spec
-feedback   ``feedback(analyzed) -> FedBack``: the Mechanic's policies
+feedback   ``feedback(analyzed) -> FedBack``: the spec's policies (plugins)
 report     ``report(fed_back) -> RunResult``: ``results.json``, ``report.html``
 ========== ===================================================================
 
@@ -30,6 +30,7 @@ import attrs
 from neuroplex.config import RunSpec, load_spec
 from neuroplex.errors import ComponentNotFoundError, ConfigError
 from neuroplex.plugins import PluginManager, get_plugin_manager, use_plugin_manager
+from neuroplex.records import PolicyRecord
 from neuroplex.registry import FIRST_PARTY, get_registration, missing_distributions
 from neuroplex.run.rundir import RunDir, RunResult, locate, sigterm_as_interrupt, worker_rank
 
@@ -96,9 +97,14 @@ def required_components(spec: RunSpec) -> list[tuple[str, str, str]]:
     for i, analyzer in enumerate(spec.analysis.analyzers):
         need.append((f"analysis.analyzers[{i}].name", "analyzer", analyzer.name))
     for i, policy in enumerate(spec.feedback.policies):
-        attack = policy.options.get("attack")
-        if isinstance(attack, str):
-            need.append((f"feedback.policies[{i}].options.attack", "analyzer", attack))
+        need.append((f"feedback.policies[{i}].name", "policy", policy.name))
+        reg = get_plugin_manager().lookup("policy", policy.name)
+        record = reg.record if reg is not None else None
+        option_kinds = record.component_options if isinstance(record, PolicyRecord) else {}
+        for option, kind in option_kinds.items():
+            value = policy.options.get(option)
+            if isinstance(value, str):
+                need.append((f"feedback.policies[{i}].options.{option}", kind, value))
     return need
 
 

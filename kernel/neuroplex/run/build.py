@@ -1,37 +1,65 @@
-"""Stage 2, build: the spec's model, created from its plugin after seeding every RNG."""
+"""Stage 2, build: the spec's policies (built before any work, so bad options fail at once),
+then the spec's model, created from its plugin after seeding every RNG."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import attrs
 import torch
 
-from neuroplex.config import ModelConfig
-from neuroplex.errors import NeuroplexError, PluginError
+from neuroplex.config import ModelConfig, PolicyConfig
+from neuroplex.errors import ConfigError, NeuroplexError, PluginError
+from neuroplex.protocols import Policy
 from neuroplex.records import ModelRecord, resolve_factory
-from neuroplex.registry import create_model, get_record, origin_of
+from neuroplex.registry import create_model, create_policy, get_record, origin_of
 from neuroplex.run.data import Loaded
 from neuroplex.training import seed_everything
 
-__all__ = ["Built", "build", "model_record", "plugin_errors", "training_step"]
+__all__ = [
+    "Built",
+    "build",
+    "build_policies",
+    "model_record",
+    "plugin_errors",
+    "training_step",
+]
 
 
 @attrs.frozen(kw_only=True)
 class Built:
-    """The build stage's result: the data stage's, plus the model and its record."""
+    """The build stage's result: the data stage's, plus the model, its record and the
+    spec's policies ``(name, policy)`` in spec order."""
 
     loaded: Loaded
     record: ModelRecord
     model: torch.nn.Module
+    policies: tuple[tuple[str, Policy], ...] = ()
 
 
 def build(loaded: Loaded) -> Built:
+    policies = build_policies(loaded.spec.feedback.policies)
     seed_everything(loaded.spec.training.seed)
     record = model_record(loaded.spec.model)
-    return Built(loaded=loaded, record=record, model=create_model(loaded.spec.model))
+    model = create_model(loaded.spec.model)
+    return Built(loaded=loaded, record=record, model=model, policies=policies)
+
+
+def build_policies(policies: Sequence[PolicyConfig]) -> tuple[tuple[str, Policy], ...]:
+    """The spec's policies, built from the registry before any work (bad options fail early)."""
+    built: list[tuple[str, Policy]] = []
+    for i, cfg in enumerate(policies):
+        try:
+            built.append(
+                (cfg.name, create_policy(cfg.name, max_rounds=cfg.max_rounds, **cfg.options))
+            )
+        except ConfigError as exc:
+            if exc.path:
+                raise
+            raise ConfigError(str(exc), path=f"feedback.policies[{i}]") from None
+    return tuple(built)
 
 
 def model_record(spec: ModelConfig) -> ModelRecord:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from neuroplex.config import RunSpec, unstructure
+from neuroplex.errors import RunRejected
 from neuroplex.mechanic import Mechanic
 from neuroplex.registry import get_record
 from neuroplex.run.analyze import analyze
@@ -54,12 +55,12 @@ def _stages(spec: RunSpec, run_dir: RunDir, mechanic: Mechanic, *, resume: bool)
         fed = feedback(analyzed, mechanic)
     with run_dir.stage("report"):
         report_path = report(fed, run_dir.seconds)
+    status = "rejected" if fed.rejection is not None else "completed"
     mechanic.emit(
-        "run_finished",
-        spec.name,
-        {"status": "completed", "test_metrics": fed.test_metrics},
-        step=0,
+        "run_finished", spec.name, {"status": status, "test_metrics": fed.test_metrics}, step=0
     )
+    if fed.rejection is not None:  # a CI gate: the run fails once its report is written
+        raise RunRejected(f"{fed.rejection} (results: {run_dir.path / 'results.json'})")
     return result(fed, run_dir.run_id, run_dir.seconds, report_path)
 
 

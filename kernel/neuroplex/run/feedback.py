@@ -1,10 +1,10 @@
-"""Stage 6, feedback: the Mechanic's policies (e.g. ``adversarial``: while the model is
-vulnerable, retrain on adversarial examples, re-export, re-verify, re-test), then every
-analyzer once more on the final model when a policy acted."""
+"""Stage 6, feedback: the spec's Mechanic policies (plugins, built by the build stage), each
+applied in turn to the run so far (see :mod:`neuroplex.protocols`). A policy that returns a new
+model has it evaluated on the test split and the spec's analyses re-run on it before the next
+policy; a rejection stops the policies (the run fails once its report is written)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,13 +12,13 @@ from typing import Any
 import attrs
 import torch
 
-from neuroplex.config import AnalyzerSpec, PolicyConfig, RunSpec
+from neuroplex.config import AnalyzerSpec, RunSpec
 from neuroplex.errors import ConfigError
-from neuroplex.mechanic import Mechanic, to_plain
+from neuroplex.mechanic import Mechanic
+from neuroplex.protocols import Policy, PolicyContext, PolicyDecision, PolicyOutcome
 from neuroplex.records import DataSplits, ModelRecord
-from neuroplex.registry import create_analyzer
 from neuroplex.run.analyze import Analyzed, run_analyses
-from neuroplex.run.data import _xy
+from neuroplex.run.build import plugin_errors
 from neuroplex.run.export import export_model
 from neuroplex.run.train import _training_config, evaluate, train_model
 
@@ -27,11 +27,15 @@ __all__ = ["FedBack", "apply_policies", "feedback"]
 
 @attrs.frozen(kw_only=True)
 class FedBack:
-    """The feedback stage's result: the analyze stage's, plus the policies' rounds and what
-    they changed (final test metrics, verification report and analyses)."""
+    """The feedback stage's result: the analyze stage's, plus the policies' decisions (one row
+    each), report sections and rejection, and what they changed (the model, its test metrics,
+    verification report and analyses)."""
 
     analyzed: Analyzed
     rounds: list[dict[str, Any]]
+    sections: tuple[dict[str, Any], ...]
+    rejection: str | None
+    model: torch.nn.Module
     test_metrics: dict[str, float]
     verification: Any
     analyses: dict[str, Any]
@@ -40,222 +44,35 @@ class FedBack:
 def feedback(analyzed: Analyzed, mechanic: Mechanic) -> FedBack:
     exported = analyzed.exported
     built = exported.tested.trained.built
-    spec = built.loaded.spec
     ctx = _Context(
-        spec=spec,
+        spec=built.loaded.spec,
         run_dir=built.loaded.run_dir,
         data=built.loaded.data,
         model=built.model,
         record=built.record,
         mechanic=mechanic,
         onnx_path=exported.onnx_path,
+        test_metrics=dict(exported.tested.test_metrics),
+        analyses=dict(analyzed.analyses),
         verification=exported.verification,
     )
-    test_metrics = exported.tested.test_metrics
-    analyses = dict(analyzed.analyses)
-    rounds = apply_policies(spec.feedback.policies, ctx)
-    if ctx.history_rounds:
-        test_metrics = ctx.history_rounds[-1]
-        mechanic.record_performance(spec.model.name, test_metrics, step=len(rounds))
-    if rounds:
-        analyses.update(
-            run_analyses(
-                spec.analysis.analyzers,
-                built.model,
-                exported.onnx_path,
-                built.loaded.data,
-                mechanic,
-                round_=len(rounds),
-            )
-        )
+    apply_policies(built.policies, ctx)
     return FedBack(
         analyzed=analyzed,
-        rounds=rounds,
-        test_metrics=test_metrics,
+        rounds=ctx.rows,
+        sections=tuple(ctx.sections),
+        rejection=ctx.rejection,
+        model=ctx.model,
+        test_metrics=ctx.test_metrics,
         verification=ctx.verification,
-        analyses=analyses,
+        analyses=ctx.analyses,
     )
-
-
-# ----------------------------------------------------------------------------- policies
-def apply_policies(
-    policies: Sequence[PolicyConfig],
-    context: _Context,
-) -> list[dict[str, Any]]:
-    rounds: list[dict[str, Any]] = []
-    for policy in policies:
-        if policy.name != "adversarial":
-            raise ConfigError(
-                f"unknown policy {policy.name!r}; policies: adversarial",
-                path="feedback.policies",
-            )
-        rounds.extend(adversarial_policy(policy, context))
-    return rounds
-
-
-def adversarial_policy(policy: PolicyConfig, ctx: _Context) -> list[dict[str, Any]]:
-    """While the model is vulnerable and under budget: build an adversarial dataset, fine-tune,
-    re-export, re-verify and re-test. Every round becomes a ``decision`` event.
-
-    Options: ``attack`` (analyzer name, default ``fgsm``), ``epsilon``, ``train_attack``
-    (analyzer used to craft training examples, default ``attack``), ``train_epsilon``
-    (default ``epsilon``), ``ratio`` (adversarial share of the new training set), ``epochs``
-    (fine-tuning epochs per round), ``learning_rate`` (default: the training one),
-    ``attack_options`` (extra options of the test attack, e.g. ``vulnerability_threshold``),
-    ``train_attack_options`` (extra options of the crafting attack, e.g. ``steps``),
-    ``backend`` (``onnx`` or ``torch`` for the test) and ``n_samples`` (test samples).
-    """
-    opts = dict(policy.options)
-    known = {
-        "attack",
-        "epsilon",
-        "train_attack",
-        "train_epsilon",
-        "ratio",
-        "epochs",
-        "learning_rate",
-        "backend",
-        "n_samples",
-        "attack_options",
-        "train_attack_options",
-    }
-    unknown = sorted(set(opts) - known)
-    if unknown:
-        raise ConfigError(
-            f"unknown option {unknown[0]!r}; options: {', '.join(sorted(known))}",
-            path=f"feedback.policies.{policy.name}.options",
-        )
-    attack = str(opts.get("attack", "fgsm"))
-    epsilon = float(opts.get("epsilon", 0.1))
-    train_attack = str(opts.get("train_attack", attack))
-    train_epsilon = float(opts.get("train_epsilon", epsilon))
-    ratio = float(opts.get("ratio", 0.5))
-    epochs = int(opts.get("epochs", max(1, ctx.spec.training.epochs // 2)))
-    backend = str(opts.get("backend", "onnx"))
-    n_samples = int(opts.get("n_samples", 512))
-    test_spec = AnalyzerSpec(
-        name=attack,
-        options={**dict(opts.get("attack_options", {})), "epsilon": epsilon},
-        backend=backend,  # type: ignore[arg-type]
-        n_samples=n_samples,
-    )
-    rounds: list[dict[str, Any]] = []
-    for round_ in range(policy.max_rounds + 1):
-        result = run_analyses(
-            [test_spec], ctx.model, ctx.onnx_path, ctx.data, ctx.mechanic, round_=round_ + 1
-        )
-        robustness = next(iter(result.values()))
-        rec = _numbers(robustness)
-        vulnerable = bool(_get(robustness, "is_vulnerable"))
-        entry = {
-            "round": round_,
-            "attack": attack,
-            "epsilon": epsilon,
-            "clean_accuracy": rec.get("clean_accuracy"),
-            "robust_accuracy": rec.get("robust_accuracy"),
-            "is_vulnerable": vulnerable,
-        }
-        if not vulnerable or round_ == policy.max_rounds:
-            action = "stop: robust" if not vulnerable else "stop: budget exhausted"
-            ctx.mechanic.record_decision(policy.name, action, entry, round=round_)
-            entry["action"] = action
-            rounds.append(entry)
-            break
-        ctx.mechanic.record_decision(policy.name, "retrain", entry, round=round_)
-        entry["action"] = "retrain"
-        rounds.append(entry)
-        _adversarial_finetune(ctx, train_attack, train_epsilon, ratio, epochs, opts, round_)
-        ctx.mechanic.flush()
-    return rounds
-
-
-def _adversarial_finetune(
-    ctx: _Context,
-    attack: str,
-    epsilon: float,
-    ratio: float,
-    epochs: int,
-    opts: Mapping[str, Any],
-    round_: int,
-) -> None:
-    x_train, y_train = _xy(ctx.data.train)
-    if y_train is None:
-        raise ConfigError(
-            "the adversarial policy needs labelled training data", path="feedback.policies"
-        )
-    ctx.model.eval()
-    crafter = create_analyzer(
-        attack,
-        ctx.model,
-        epsilon=epsilon,
-        input_range=tuple(ctx.data.input_range),
-        **dict(opts.get("train_attack_options", {})),
-    )
-    if not callable(getattr(crafter, "adversarial_examples", None)):
-        raise ConfigError(
-            f"analyzer {attack!r} cannot craft adversarial examples (it has no "
-            "adversarial_examples(x, y) method); choose an attack such as fgsm or pgd",
-            path="feedback.policies.options.train_attack",
-        )
-    gen = torch.Generator().manual_seed(ctx.spec.training.seed + 1000 + round_)
-    n_adv = round(ratio * len(x_train))
-    idx = torch.randperm(len(x_train), generator=gen)[:n_adv]
-    x_adv = crafter.adversarial_examples(x_train[idx], y_train[idx])
-    x_mix = torch.cat([x_train, torch.as_tensor(x_adv).to(x_train.dtype)])
-    y_mix = torch.cat([y_train, y_train[idx]])
-    lr = float(opts.get("learning_rate", ctx.spec.training.learning_rate))
-    config = _training_config(
-        ctx.spec,
-        ctx.run_dir / f"round{round_ + 1}",
-        epochs=epochs,
-        learning_rate=lr,
-        early_stopping_patience=None,
-    )
-    train_model(
-        ctx.model,
-        ctx.record,
-        config,
-        (x_mix, y_mix),
-        ctx.data.val,
-        resume=False,
-        mechanic=ctx.mechanic,
-        tag=f"adversarial-round{round_ + 1}",
-    )
-    ctx.history_rounds.append(evaluate(ctx.model, ctx.record, ctx.data.test))
-    if ctx.onnx_path is not None:
-        ctx.verification = export_model(ctx.model, ctx.record, ctx.spec, ctx.data, ctx.onnx_path)
-
-
-def _get(result: Any, key: str) -> Any:
-    if isinstance(result, Mapping):
-        return result.get(key)
-    try:
-        return result[key]
-    except (KeyError, TypeError, IndexError):
-        return getattr(result, key, None)
-
-
-def _numbers(result: Any, prefix: str = "") -> dict[str, float]:
-    """Numeric scalar leaves of a result, flattened with dotted keys."""
-    plain = to_plain(result)
-    out: dict[str, float] = {}
-
-    def walk(value: Any, key: str) -> None:
-        if isinstance(value, bool):
-            out[key] = float(value)
-        elif isinstance(value, int | float):
-            if math.isfinite(float(value)):
-                out[key] = float(value)
-        elif isinstance(value, Mapping):
-            for k, v in value.items():
-                walk(v, f"{key}.{k}" if key else str(k))
-
-    walk(plain, prefix)
-    return out
 
 
 @attrs.define
 class _Context:
+    """The run so far, as the policies change it."""
+
     spec: RunSpec
     run_dir: Path
     data: DataSplits
@@ -263,5 +80,123 @@ class _Context:
     record: ModelRecord
     mechanic: Mechanic
     onnx_path: Path | None
+    test_metrics: dict[str, float]
+    analyses: dict[str, Any]
     verification: Any = None
-    history_rounds: list[dict[str, float]] = attrs.field(factory=list)
+    rows: list[dict[str, Any]] = attrs.field(factory=list)
+    sections: list[dict[str, Any]] = attrs.field(factory=list)
+    rejection: str | None = None
+
+
+def apply_policies(policies: Sequence[tuple[str, Policy]], ctx: _Context) -> None:
+    """Apply each policy in turn to the run so far.
+
+    A policy that returns a new model has it evaluated on the test split and the spec's
+    analyses re-run on it (keyed ``<id>@roundN``, N the number of decisions so far) before the
+    next policy; a rejection stops the policies."""
+    for name, policy in policies:
+        sent: list[PolicyDecision] = []
+        with plugin_errors(policy, "policy", name, "deciding"):
+            outcome = policy.apply(_policy_context(name, ctx, sent))
+            if not isinstance(outcome, PolicyOutcome):
+                raise TypeError(f"apply() returned a {type(outcome).__name__}, not a PolicyOutcome")
+        for decision in outcome.decisions:
+            if decision not in sent:
+                _decide(ctx.mechanic, decision, sent)
+        ctx.rows.extend(d.row() for d in outcome.decisions)
+        ctx.sections.extend(outcome.sections)
+        if outcome.model is not None:
+            ctx.model = outcome.model
+            ctx.test_metrics = evaluate(ctx.model, ctx.record, ctx.data.test)
+            ctx.mechanic.record_performance(
+                ctx.spec.model.name, ctx.test_metrics, step=len(ctx.rows)
+            )
+            ctx.analyses.update(
+                run_analyses(
+                    ctx.spec.analysis.analyzers,
+                    ctx.model,
+                    ctx.onnx_path,
+                    ctx.data,
+                    ctx.mechanic,
+                    round_=len(ctx.rows),
+                )
+            )
+        if outcome.rejection is not None:
+            ctx.rejection = f"policy {name!r} rejected the run: {outcome.rejection}"
+            return
+
+
+def _decide(mechanic: Mechanic, decision: PolicyDecision, sent: list[PolicyDecision]) -> None:
+    mechanic.record_decision(
+        decision.policy, decision.action, decision.reason, round=decision.round
+    )
+    sent.append(decision)
+
+
+def latest_analyses(analyses: Mapping[str, Any]) -> dict[str, Any]:
+    """The newest result of each analysis entry, keyed by its id (``AnalyzerSpec.key``): a
+    re-run after a policy is filed as ``<id>@roundN`` and replaces the earlier one."""
+    return {key.split("@round")[0]: value for key, value in analyses.items()}
+
+
+def _policy_context(policy: str, ctx: _Context, sent: list[PolicyDecision]) -> PolicyContext:
+    """The run so far and the kernel functions a policy acts with, bound to ``ctx``."""
+
+    def analyze(
+        name: str,
+        model: Any,
+        *,
+        options: Mapping[str, Any] | None = None,
+        backend: str = "onnx",
+        n_samples: int = 256,
+        round: int = 0,
+    ) -> Any:
+        if backend not in ("onnx", "torch"):
+            raise ConfigError(f"analyze: backend must be 'onnx' or 'torch', got {backend!r}")
+        spec = AnalyzerSpec(
+            name=name,
+            options=dict(options or {}),
+            backend=backend,  # type: ignore[arg-type]
+            n_samples=n_samples,
+        )
+        results = run_analyses([spec], model, ctx.onnx_path, ctx.data, ctx.mechanic, round_=round)
+        return next(iter(results.values()))
+
+    def retrain(
+        model: Any, train: tuple[Any, Any], *, tag: str, run_subdir: str, **changes: Any
+    ) -> Any:
+        config = _training_config(ctx.spec, ctx.run_dir / run_subdir, **changes)
+        return train_model(
+            model,
+            ctx.record,
+            config,
+            train,
+            ctx.data.val,
+            resume=False,
+            mechanic=ctx.mechanic,
+            tag=tag,
+        )
+
+    def export(model: Any) -> Any:
+        if ctx.onnx_path is None:
+            return None
+        ctx.verification = export_model(model, ctx.record, ctx.spec, ctx.data, ctx.onnx_path)
+        return ctx.verification
+
+    return PolicyContext(
+        policy=policy,
+        spec=ctx.spec,
+        run_dir=ctx.run_dir,
+        data=ctx.data,
+        model=ctx.model,
+        model_record=ctx.record,
+        test_metrics=dict(ctx.test_metrics),
+        analyses=latest_analyses(ctx.analyses),
+        mechanic=ctx.mechanic,
+        onnx_path=ctx.onnx_path,
+        analyze=analyze,
+        retrain=retrain,
+        evaluate=lambda model: evaluate(model, ctx.record, ctx.data.test),
+        export=export,
+        decide=lambda decision: _decide(ctx.mechanic, decision, sent),
+    )

@@ -1,9 +1,10 @@
 """Stage 7, report: ``results.json`` (the sections of the report: summary, training curves,
-test metrics, ONNX parity, each analysis, the Mechanic's rounds, samples, time per stage),
-``arrays.npz`` and ``report.html`` with its plots; and the run's :class:`RunResult`."""
+test metrics, ONNX parity, each analysis, the policies' own sections, samples, time per
+stage), ``arrays.npz`` and ``report.html`` with its plots; and the run's :class:`RunResult`."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from neuroplex.mechanic import to_plain
 from neuroplex.records import DataSplits
 from neuroplex.report import build_report
 from neuroplex.run.data import _xy
-from neuroplex.run.feedback import FedBack, _numbers
+from neuroplex.run.feedback import FedBack
 from neuroplex.run.rundir import RunResult
 
 __all__ = ["report", "result", "write_results"]
@@ -38,14 +39,15 @@ def report(fed: FedBack, stage_seconds: Mapping[str, float]) -> Path:
         fed.rounds,
         stage_seconds,
         loaded.data,
-        trained.built.model,
+        fed.model,
+        policy_sections=fed.sections,
     )
 
 
 def result(
     fed: FedBack, run_id: str, stage_seconds: Mapping[str, float], report: Path
 ) -> RunResult:
-    """What :func:`neuroplex.run.run` returns for a completed run."""
+    """What :func:`neuroplex.run.run` returns for a completed run (one no policy rejected)."""
     return RunResult(
         run_dir=fed.analyzed.exported.tested.trained.built.loaded.run_dir,
         run_id=run_id,
@@ -70,6 +72,8 @@ def write_results(
     stage_seconds: Mapping[str, float],
     data: DataSplits,
     model: torch.nn.Module,
+    *,
+    policy_sections: Sequence[Mapping[str, Any]] = (),
 ) -> Path:
     sections: list[dict[str, Any]] = []
     arrays: dict[str, Any] = {}
@@ -94,44 +98,7 @@ def write_results(
         sections.extend(_sections_of("ONNX parity", verification, arrays))
     for name, result in analyses.items():
         sections.extend(_sections_of(name, result, arrays))
-    if rounds:
-        sections.append(
-            {
-                "type": "table",
-                "title": "Mechanic: adversarial rounds",
-                "columns": [
-                    "round",
-                    "attack",
-                    "epsilon",
-                    "clean_accuracy",
-                    "robust_accuracy",
-                    "action",
-                ],
-                "rows": [
-                    [
-                        r.get("round"),
-                        r.get("attack"),
-                        r.get("epsilon"),
-                        r.get("clean_accuracy"),
-                        r.get("robust_accuracy"),
-                        r.get("action"),
-                    ]
-                    for r in rounds
-                ],
-            }
-        )
-        sections.append(
-            {
-                "type": "lines",
-                "title": "Robustness before and after retraining",
-                "x": [r["round"] for r in rounds],
-                "series": {
-                    "robust_accuracy": [r.get("robust_accuracy") for r in rounds],
-                    "clean_accuracy": [r.get("clean_accuracy") for r in rounds],
-                },
-                "xlabel": "Mechanic round",
-            }
-        )
+    sections.extend(dict(section) for section in policy_sections)
     samples = getattr(model, "report_samples", None)
     if callable(samples):
         x_test, _ = _xy(data.test)
@@ -203,3 +170,22 @@ def _sections_of(title: str, result: Any, arrays: dict[str, Any]) -> list[dict[s
             "rows": [[k, v] for k, v in list(numbers.items())[:60]],
         }
     ]
+
+
+def _numbers(result: Any, prefix: str = "") -> dict[str, float]:
+    """Numeric scalar leaves of a result, flattened with dotted keys."""
+    plain = to_plain(result)
+    out: dict[str, float] = {}
+
+    def walk(value: Any, key: str) -> None:
+        if isinstance(value, bool):
+            out[key] = float(value)
+        elif isinstance(value, int | float):
+            if math.isfinite(float(value)):
+                out[key] = float(value)
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(v, f"{key}.{k}" if key else str(k))
+
+    walk(plain, prefix)
+    return out

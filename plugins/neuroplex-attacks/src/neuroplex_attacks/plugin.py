@@ -1,10 +1,11 @@
-"""Entry module of neuroplex-attacks: registers its analyzers (imports no torch)."""
+"""Entry module of neuroplex-attacks: registers its analyzers and the ``adversarial`` policy
+(imports no torch)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from neuroplex import AnalyzerRecord, hookimpl
+from neuroplex import AnalyzerRecord, PolicyRecord, hookimpl
 
 _MOD = "neuroplex_attacks.analyzers"
 
@@ -112,4 +113,23 @@ def neuroplex_register_analyzers() -> Iterator[AnalyzerRecord]:
         summary="robust accuracy over increasing epsilons (non-increasing by construction)",
         capabilities={"attack", "gradients"},
         example_config={"epsilons": [0.0, 0.1], "attack": "pgd", "steps": 2},
+    )
+
+
+@hookimpl
+def neuroplex_register_policies() -> Iterator[PolicyRecord]:
+    yield PolicyRecord(
+        name="adversarial",
+        factory="neuroplex_attacks.policy:AdversarialPolicy",
+        summary="while vulnerable at epsilon: adversarial fine-tuning, re-export, re-test",
+        capabilities={"retrains"},
+        example_config={
+            "attack": "fgsm",
+            "epsilon": 0.1,
+            "backend": "torch",
+            "n_samples": 6,
+            "epochs": 1,
+            "attack_options": {"vulnerability_threshold": 0.99},
+        },
+        component_options={"attack": "analyzer", "train_attack": "analyzer"},
     )

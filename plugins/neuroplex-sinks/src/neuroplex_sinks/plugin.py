@@ -1,10 +1,11 @@
-"""Entry module of neuroplex-sinks: registers the feedback sinks (imports nothing heavy)."""
+"""Entry module of neuroplex-sinks: registers the feedback sinks and the ``early_reject`` policy
+(imports nothing heavy)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from neuroplex import FeedbackSinkRecord, hookimpl
+from neuroplex import FeedbackSinkRecord, PolicyRecord, hookimpl
 
 
 @hookimpl
@@ -37,4 +38,15 @@ def neuroplex_register_feedback_sinks() -> Iterator[FeedbackSinkRecord]:
         factory="neuroplex_sinks.tensorboard:TensorBoardSink",
         summary="TensorBoard event files with scalars per step (extra: [tensorboard])",
         capabilities={"run_dir", "optional"},
+    )
+
+
+@hookimpl
+def neuroplex_register_policies() -> Iterator[PolicyRecord]:
+    yield PolicyRecord(
+        name="early_reject",
+        factory="neuroplex_sinks.gate:EarlyReject",
+        summary="fail the run when a test metric or analysis number crosses its threshold",
+        capabilities={"gate"},
+        example_config={"min": {"test_metrics.accuracy": 0.0}},
     )
