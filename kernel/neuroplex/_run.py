@@ -25,7 +25,8 @@ from neuroplex.config import AnalyzerSpec, ModelConfig, PolicyConfig, RunSpec, T
 from neuroplex.errors import CheckpointError, ConfigError, ExportError, NeuroplexError, PluginError
 from neuroplex.mechanic import Mechanic, to_plain
 from neuroplex.pipeline import RunResult, write_json
-from neuroplex.records import DataSplits, ModelRecord, resolve_factory
+from neuroplex.protocols import AdversarialCrafter, Reportable, SampleReporter
+from neuroplex.records import RUN_DIR, DataSplits, ModelRecord, resolve_factory
 from neuroplex.registry import (
     create_analyzer,
     create_dataset,
@@ -378,7 +379,7 @@ def _adversarial_finetune(
         input_range=tuple(ctx.data.input_range),
         **dict(opts.get("train_attack_options", {})),
     )
-    if not callable(getattr(crafter, "adversarial_examples", None)):
+    if not isinstance(crafter, AdversarialCrafter):
         raise ConfigError(
             f"analyzer {attack!r} cannot craft adversarial examples (it has no "
             "adversarial_examples(x, y) method); choose an attack such as fgsm or pgd",
@@ -511,7 +512,7 @@ def _sink_with_defaults(
     name: str, options: dict[str, Any], run_dir: Path
 ) -> tuple[str, dict[str, Any]]:
     record = get_record("feedback_sink", name)
-    if "run_dir" in record.capabilities and "run_dir" not in options:
+    if RUN_DIR in record.capabilities and "run_dir" not in options:
         options["run_dir"] = str(run_dir)
     return (name, options)
 
@@ -681,10 +682,9 @@ def write_results(
                 "xlabel": "Mechanic round",
             }
         )
-    samples = getattr(model, "report_samples", None)
-    if callable(samples):
+    if isinstance(model, SampleReporter):
         x_test, _ = _xy(data.test)
-        for title, images in samples(x_test[:16]).items():
+        for title, images in model.report_samples(x_test[:16]).items():
             key = f"samples_{len(arrays)}"
             arrays[key] = np.asarray(images)
             sections.append({"type": "images", "title": title, "array": key})
@@ -729,10 +729,9 @@ def _history_sections(history: Any) -> list[dict[str, Any]]:
 
 
 def _sections_of(title: str, result: Any, arrays: dict[str, Any]) -> list[dict[str, Any]]:
-    sections = getattr(result, "report_sections", None)
-    if callable(sections):
+    if isinstance(result, Reportable):
         out = []
-        for section in sections():
+        for section in result.report_sections():
             section = dict(section)
             section["title"] = f"{title}: {section.get('title', '')}".rstrip(": ")
             if section.get("type") == "images" and "data" in section:

@@ -15,6 +15,9 @@ Entry modules must stay import-light: no torch at import time. Put heavy code be
 ``"module:attr"`` factories, which the kernel imports on first use.
 
 Hook API version: :data:`HOOK_API_VERSION` (bumped on any incompatible change).
+
+What each factory returns is a typed protocol of :mod:`neuroplex.protocols`, named in each
+hook's docstring below; the conformance kit (:mod:`neuroplex.testing`) checks it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ HOOK_API_VERSION = 1
 
 _hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
 
 #: hook name for each component kind
 HOOK_FOR_KIND: dict[str, str] = {
@@ -82,7 +86,13 @@ def neuroplex_register_models() -> Iterable[ModelRecord]:
 
     Return :class:`~neuroplex.ModelRecord` s; the factory is called as
     ``factory(config: ModelConfig)`` and returns a ``torch.nn.Module``. A family with its own
-    training step names it in ``training_step`` (see :mod:`neuroplex.steps`).
+    training step names a factory of a :class:`~neuroplex.protocols.TrainingStep` in
+    ``training_step``. Optional model behaviours are declared protocols the kernel tests with
+    ``isinstance``: :class:`~neuroplex.protocols.Exportable` (``export_examples(batch)``, example
+    inputs of the sub-graphs in ``export_graphs``), :class:`~neuroplex.protocols.Configurable`
+    (``to_config()``, stored in the ONNX metadata), :class:`~neuroplex.protocols.SampleReporter`
+    (``report_samples(x)``, images in the report) and
+    :class:`~neuroplex.protocols.HasTrainingStep`.
 
     Example plugin::
 
@@ -106,8 +116,10 @@ def neuroplex_register_models() -> Iterable[ModelRecord]:
 def neuroplex_register_optimizers() -> Iterable[OptimizerRecord]:
     """Register optimizers (``role="optimizer"``) and LR schedulers (``role="scheduler"``).
 
-    Optimizer factories are called as ``factory(params, **config)``; scheduler factories as
-    ``factory(optimizer, **config)``.
+    Optimizer factories are called as ``factory(params, **config)`` and return a
+    ``torch.optim.Optimizer``; scheduler factories as ``factory(optimizer, **config)`` and return
+    a :class:`~neuroplex.protocols.Scheduler`. A scheduler stepped with the monitored metric
+    declares the ``"needs_metric"`` capability (:data:`neuroplex.records.NEEDS_METRIC`).
 
     Example plugin::
 
@@ -126,9 +138,9 @@ def neuroplex_register_optimizers() -> Iterable[OptimizerRecord]:
 
 @_hookspec
 def neuroplex_register_devices() -> Iterable[DeviceRecord]:
-    """Register devices. The factory returns an object with ``is_available()`` (never
-    raises), ``torch_device()``, ``ort_providers()`` and ``info()``. ``priority`` decides the
-    ``auto`` choice.
+    """Register devices. The factory is called as ``factory(**config)`` and returns a
+    :class:`~neuroplex.protocols.Device`: ``is_available()`` (never raises), ``torch_device()``,
+    ``ort_providers()`` and ``info()``. ``priority`` decides the ``auto`` choice.
 
     Example plugin::
 
@@ -145,8 +157,11 @@ def neuroplex_register_devices() -> Iterable[DeviceRecord]:
 @_hookspec
 def neuroplex_register_analyzers() -> Iterable[AnalyzerRecord]:
     """Register analyzers (explanations, attacks). The factory is called as
-    ``factory(model, **config)`` and returns an object whose ``analyze(x, y=None)`` returns a
-    frozen record with ``to_dict()``.
+    ``factory(model, **config)`` and returns an :class:`~neuroplex.protocols.Analyzer`, whose
+    ``analyze(x, y=None)`` returns an :class:`~neuroplex.protocols.AnalysisResult` (a frozen
+    record with ``to_dict()``). A result that is :class:`~neuroplex.protocols.Reportable` draws
+    its own report sections; an attack that is an
+    :class:`~neuroplex.protocols.AdversarialCrafter` can feed adversarial training.
 
     Example plugin::
 
@@ -165,7 +180,9 @@ def neuroplex_register_analyzers() -> Iterable[AnalyzerRecord]:
 @_hookspec
 def neuroplex_register_feedback_sinks() -> Iterable[FeedbackSinkRecord]:
     """Register feedback sinks. The factory is called as ``factory(**config)`` and returns
-    an object with ``send(event)``, ``flush()`` and ``close()``.
+    a :class:`~neuroplex.protocols.FeedbackSink` (``send(event)``, ``flush()``, ``close()``).
+    A sink that writes files declares the ``"run_dir"`` capability
+    (:data:`neuroplex.records.RUN_DIR`) and then receives ``run_dir=`` from ``neuroplex run``.
 
     Example plugin::
 

@@ -30,7 +30,7 @@ import pluggy
 
 from neuroplex import hookspecs
 from neuroplex.errors import PluginError
-from neuroplex.records import KINDS, RECORD_TYPES, ComponentRecord, normalize_name
+from neuroplex.records import KINDS, RECORD_TYPES, ComponentRecord, FrozenDict, normalize_name
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -65,7 +65,7 @@ class PluginInfo:
     status: Status
     error: str | None = None
     detail: str | None = None
-    components: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
+    components: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict, converter=FrozenDict)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -28,7 +28,8 @@ import torch
 
 from neuroplex.config import TrainingConfig
 from neuroplex.errors import CheckpointError, ConfigError, TrainingError
-from neuroplex.steps import TrainingStep
+from neuroplex.protocols import HasTrainingStep, TrainingStep
+from neuroplex.records import NEEDS_METRIC
 from neuroplex.training.callbacks import CallbackList
 from neuroplex.training.checkpoint import (
     CheckpointInfo,
@@ -60,9 +61,8 @@ def resolve_step(model: torch.nn.Module, step: Any = None) -> Any:
     else :class:`SupervisedStep`."""
     if step is not None:
         return step
-    own = getattr(model, "neuroplex_training_step", None)
-    if callable(own):
-        return own()
+    if isinstance(model, HasTrainingStep):
+        return model.neuroplex_training_step()
     return SupervisedStep()
 
 
@@ -179,6 +179,7 @@ class Trainer:
         self.device_object: Any = None
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, Any] = {}
+        self._metric_schedulers: set[str] = set()  # stepped with the monitored value
         self.scaler: Any = None
         self.strategy: Strategy = Strategy()
         self.epoch = 0  # completed epochs
@@ -246,7 +247,10 @@ class Trainer:
                 params_s = dict(cfg.scheduler_params)
                 from neuroplex.registry import get_record
 
-                factory = get_record("optimizer", cfg.scheduler).load()
+                record = get_record("optimizer", cfg.scheduler)
+                if NEEDS_METRIC in record.capabilities:
+                    self._metric_schedulers.add(name)
+                factory = record.load()
                 with contextlib.suppress(TypeError, ValueError):
                     if "total_epochs" in inspect.signature(factory).parameters:
                         params_s.setdefault("total_epochs", cfg.epochs)
@@ -741,9 +745,9 @@ class Trainer:
 
     def _step_schedulers(self, value: float | None) -> None:
         cfg = self.config
-        for sched in self.schedulers.values():
-            if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau) or getattr(
-                sched, "needs_metric", False
+        for name, sched in self.schedulers.items():
+            if name in self._metric_schedulers or isinstance(
+                sched, torch.optim.lr_scheduler.ReduceLROnPlateau
             ):
                 if value is None:
                     raise ConfigError(
