@@ -13,13 +13,14 @@ import difflib
 import fnmatch
 import inspect
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from neuroplex.catalog import distribution_for, load_catalog
 from neuroplex.errors import ComponentNotFoundError, ConfigError, NeuroplexError, PluginError
 from neuroplex.plugins import Registration, get_plugin_manager
 from neuroplex.protocols import Analyzer, Device, FeedbackSink, Scheduler
-from neuroplex.records import KINDS, ComponentRecord, DataSplits, OptimizerRecord, normalize_name
+from neuroplex.records import ComponentRecord, DataSplits, OptimizerRecord, normalize_name
 
 if TYPE_CHECKING:
     import torch
@@ -53,88 +54,13 @@ __all__ = [
     "origin_of",
 ]
 
-#: first-party distributions and the component names they provide, for install hints only
-FIRST_PARTY: dict[str, dict[str, tuple[str, ...]]] = {
-    "layer": {
-        "neuroplex-layers": (
-            "linear",
-            "dense",
-            "conv1d",
-            "conv2d",
-            "pool",
-            "batchnorm",
-            "layernorm",
-            "dropout",
-            "flatten",
-            "embedding",
-            "attention",
-            "transformer_block",
-            "residual",
-            "relu",
-            "leaky_relu",
-            "elu",
-            "gelu",
-            "silu",
-            "swish",
-            "mish",
-            "tanh",
-            "sigmoid",
-            "softplus",
-            "softmax",
-            "identity",
-        ),
-    },
-    "model": {"neuroplex-models": ("mlp", "cnn", "transformer", "gan", "autoencoder")},
-    "optimizer": {
-        "neuroplex-optim": ("sgd", "adam", "adamw", "rmsprop", "step", "cosine", "plateau")
-    },
-    "device": {"neuroplex-devices": ("cpu", "cuda", "mps", "auto")},
-    "analyzer": {
-        "neuroplex-explain": (
-            "activations",
-            "dead_neurons",
-            "bias",
-            "saliency",
-            "input_x_gradient",
-            "integrated_gradients",
-            "occlusion",
-            "feature_ablation",
-        ),
-        "neuroplex-attacks": (
-            "fgsm",
-            "pgd",
-            "pgd_l2",
-            "square",
-            "gaussian_noise",
-            "uniform_noise",
-            "noise",
-            "noise_robustness",
-            "robustness_curve",
-        ),
-    },
-    "feedback_sink": {
-        "neuroplex-sinks": ("console", "jsonl", "sqlite", "mlflow", "tensorboard"),
-    },
-    "dataset": {
-        "neuroplex-datasets": (
-            "digits",
-            "breast_cancer",
-            "iris",
-            "wine",
-            "csv",
-            "npz",
-            "synthetic",
-        ),
-    },
-}
+#: ``{kind: {distribution: names}}`` of the first-party plugins, for install hints only; read
+#: from the generated :mod:`neuroplex.catalog`, never written here
+FIRST_PARTY: Mapping[str, Mapping[str, tuple[str, ...]]] = load_catalog()
 
 
 def _distribution_for(kind: str, name: str) -> str | None:
-    key = normalize_name(name)
-    for dist, names in FIRST_PARTY.get(kind, {}).items():
-        if key in names:
-            return dist
-    return None
+    return distribution_for(kind, name)
 
 
 def get_registration(kind: str, name: str) -> Registration:
@@ -315,30 +241,10 @@ def create_scheduler(name: str, optimizer: Any, /, **config: Any) -> Scheduler:
 
 
 def create_device(name: str = "auto", /, **config: Any) -> Device:
-    """Build a device; ``"auto"`` picks the available device of highest priority."""
-    if normalize_name(name) == "auto" and get_plugin_manager().lookup("device", "auto") is None:
-        return _auto_device(**config)
+    """Build a device: ``factory(**config)``. ``"auto"`` is a registered device like any other
+    (neuroplex-devices' picks the available device of highest ``DeviceRecord.priority``)."""
     obj = create("device", name, **config)
     return _conforming("device", name, obj, Device)  # type: ignore[type-abstract]
-
-
-def _auto_device(**config: Any) -> Device:
-    from neuroplex.records import DeviceRecord
-
-    regs = [
-        r
-        for r in get_plugin_manager().registrations("device")
-        if isinstance(r.record, DeviceRecord)
-    ]
-    for reg in sorted(regs, key=lambda r: -r.record.priority):  # type: ignore[attr-defined]
-        device = create("device", reg.record.name, **config)
-        try:
-            available = bool(device.is_available())
-        except Exception:
-            available = False
-        if available:
-            return _conforming("device", reg.record.name, device, Device)  # type: ignore[type-abstract]
-    raise ComponentNotFoundError("no available device is registered; pip install neuroplex-devices")
 
 
 def create_analyzer(name: str, model: Any, /, **config: Any) -> Analyzer:
@@ -403,6 +309,3 @@ def list_datasets(pattern: str = "*") -> list[str]:
     """Names (not records) of the registered datasets matching the glob ``pattern``,
     sorted by name; :func:`list_components` gives the records."""
     return _names("dataset", pattern)
-
-
-assert set(FIRST_PARTY) == set(KINDS)

@@ -15,6 +15,7 @@ import pytest
 import neuroplex
 from neuroplex import (
     AnalyzerRecord,
+    ComponentNotFoundError,
     DeviceRecord,
     Event,
     FeedbackSinkRecord,
@@ -25,6 +26,7 @@ from neuroplex import (
 )
 from neuroplex import protocols as P
 from neuroplex.records import FrozenDict
+from neuroplex.registry import origin_of
 
 KERNEL = pathlib.Path(neuroplex.__file__).parent
 
@@ -194,6 +196,29 @@ def test_events_are_read_only_and_hashable() -> None:
 def test_frozen_dict_with_unhashable_leaf_says_so() -> None:
     with pytest.raises(TypeError):
         hash(FrozenDict({"x": bytearray(b"1")}))
+
+
+# --------------------------------------------------------------------------- auto device
+def test_auto_is_a_device_like_any_other(plain) -> None:
+    """No kernel fallback: without a registered ``auto`` the name is unknown, and the error
+    says which distribution provides it."""
+    with pytest.raises(ComponentNotFoundError) as err:
+        neuroplex.create_device()
+    assert str(err.value) == (
+        "unknown device 'auto'; it is provided by neuroplex-devices: pip install neuroplex-devices"
+    )
+
+
+def test_a_registered_auto_device_is_used_as_registered(register_plugin) -> None:
+    class Auto:
+        @hookimpl
+        def neuroplex_register_devices(self):
+            yield DeviceRecord(name="auto", factory=_Device, summary="my own choice")
+
+    register_plugin(Auto(), name="auto_plugin", distribution="auto-dist")
+    device = neuroplex.create_device("auto")
+    assert isinstance(device, _Device)
+    assert origin_of(device).distribution == "auto-dist"  # type: ignore[union-attr]
 
 
 def test_list_functions_return_names(plain) -> None:
