@@ -14,7 +14,14 @@ A plugin is a module named by an entry point in group ``"neuroplex"``::
 Entry modules must stay import-light: no torch at import time. Put heavy code behind
 ``"module:attr"`` factories, which the kernel imports on first use.
 
-Hook API version: :data:`HOOK_API_VERSION` (bumped on any incompatible change).
+Hook API version: :data:`HOOK_API_VERSION` (its major number is bumped on any incompatible
+change). An entry module declares the version it was built for in a module attribute::
+
+    NEUROPLEX_HOOK_API_VERSION = 1        # or "1.0"; only the major number is compared
+
+and the kernel refuses a plugin built for another major version with one line saying why (the
+plugin's status is ``failed``; strict mode raises). A module without the attribute is taken
+to be built for the current version.
 
 What each factory returns is a typed protocol of :mod:`neuroplex.protocols`, named in each
 hook's docstring below; the conformance kit (:mod:`neuroplex.testing`) checks it.
@@ -38,9 +45,35 @@ from neuroplex.records import (
 
 PROJECT_NAME = "neuroplex"
 HOOK_API_VERSION = 1
+#: the entry-module attribute that declares the hook API version a plugin was built for
+HOOK_API_ATTRIBUTE = "NEUROPLEX_HOOK_API_VERSION"
 
 _hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+def hook_api_mismatch(declared: object) -> str | None:
+    """Why a plugin declaring hook API ``declared`` cannot load here, or ``None`` if it can.
+
+    ``declared`` is an int (``1``) or a ``"MAJOR[.MINOR]"`` string; only the major numbers
+    must match.
+    """
+    text = str(declared).strip()
+    major_text = text.split(".", 1)[0]
+    if isinstance(declared, bool) or not major_text.isdigit():
+        return (
+            f"{HOOK_API_ATTRIBUTE} = {declared!r} is not a version: use an int such as "
+            f"{HOOK_API_VERSION}"
+        )
+    major = int(major_text)
+    if major == HOOK_API_VERSION:
+        return None
+    newer = "a newer" if major > HOOK_API_VERSION else "an older"
+    fix = "upgrade neuroplex" if major > HOOK_API_VERSION else "upgrade the plugin"
+    return (
+        f"built for neuroplex hook API {text}, but this neuroplex has hook API "
+        f"{HOOK_API_VERSION} ({newer} major version); {fix}"
+    )
 
 
 #: hook name for each component kind

@@ -290,6 +290,11 @@ class PluginManager:
         self._index = None
 
     def _register(self, plugin: _Plugin, obj: object) -> None:
+        mismatch = _api_mismatch(obj)
+        if mismatch is not None:
+            plugin.fail(mismatch)
+            self._maybe_raise(plugin)
+            return
         try:
             self._pm.register(obj, name=plugin.name)
         except pluggy.PluginValidationError as exc:
@@ -431,6 +436,12 @@ class PluginManager:
             conflict = Conflict(kind=kind, name=normalize_name(name), candidates=tuple(regs))
             raise PluginError(conflict.message())
         return reg
+
+
+def _api_mismatch(obj: object) -> str | None:
+    """The one-line reason a plugin built for another hook API major version is refused."""
+    declared = vars(obj).get(hookspecs.HOOK_API_ATTRIBUTE) if hasattr(obj, "__dict__") else None
+    return None if declared is None else hookspecs.hook_api_mismatch(declared)
 
 
 def _check_kind(kind: str) -> None:

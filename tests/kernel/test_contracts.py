@@ -25,8 +25,12 @@ from neuroplex import (
     registry,
 )
 from neuroplex import protocols as P
+from neuroplex.hookspecs import HOOK_API_VERSION, hook_api_mismatch
+from neuroplex.plugins import PluginManager
 from neuroplex.records import FrozenDict
 from neuroplex.registry import origin_of
+
+from .fakedist import FIXTURE_PLUGINS, FakeDistribution, entry_points
 
 KERNEL = pathlib.Path(neuroplex.__file__).parent
 
@@ -196,6 +200,58 @@ def test_events_are_read_only_and_hashable() -> None:
 def test_frozen_dict_with_unhashable_leaf_says_so() -> None:
     with pytest.raises(TypeError):
         hash(FrozenDict({"x": bytearray(b"1")}))
+
+
+# --------------------------------------------------------------------------- hook API version
+@pytest.mark.parametrize("declared", [HOOK_API_VERSION, str(HOOK_API_VERSION), "1.7"])
+def test_same_major_version_loads(declared: object) -> None:
+    assert hook_api_mismatch(declared) is None
+
+
+def test_other_major_versions_are_refused_with_one_line() -> None:
+    assert hook_api_mismatch("99.1") == (
+        "built for neuroplex hook API 99.1, but this neuroplex has hook API 1 (a newer major "
+        "version); upgrade neuroplex"
+    )
+    assert hook_api_mismatch(0) == (
+        "built for neuroplex hook API 0, but this neuroplex has hook API 1 (an older major "
+        "version); upgrade the plugin"
+    )
+    assert hook_api_mismatch("one") == (
+        "NEUROPLEX_HOOK_API_VERSION = 'one' is not a version: use an int such as 1"
+    )
+
+
+@pytest.fixture
+def _fixture_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(FIXTURE_PLUGINS))
+    for name in list(sys.modules):
+        if name.startswith("npfix_"):
+            monkeypatch.delitem(sys.modules, name)
+
+
+@pytest.mark.usefixtures("_fixture_plugins")
+def test_plugin_built_for_another_major_version_is_refused() -> None:
+    future = FakeDistribution("future-dist", "3.0", {"future": "npfix_future_api"})
+    good = FakeDistribution("good-dist", "1.2.3", {"good": "npfix_good"})
+    pm = PluginManager(entry_points=entry_points(future, good))  # type: ignore[arg-type]
+    (failure,) = pm.failures()
+    assert failure.failure_line() == (
+        "neuroplex: plugin 'future' (future-dist 3.0) failed: built for neuroplex hook API 99.1, "
+        "but this neuroplex has hook API 1 (a newer major version); upgrade neuroplex"
+    )
+    assert pm.lookup("layer", "future_layer") is None
+    assert pm.lookup("layer", "good_identity") is not None
+    with pytest.raises(PluginError, match=r"hook API 99\.1,.*\(strict mode\)$"):
+        PluginManager(entry_points=entry_points(future), strict=True)  # type: ignore[arg-type]
+
+
+def test_first_party_entry_modules_declare_the_current_version() -> None:
+    plugins = KERNEL.parent.parent / "plugins"
+    entry = sorted(plugins.glob("*/src/*/plugin.py"))
+    assert entry, "no first-party entry module found"
+    for path in entry:
+        assert f"NEUROPLEX_HOOK_API_VERSION = {HOOK_API_VERSION}\n" in path.read_text(), path
 
 
 # --------------------------------------------------------------------------- auto device
