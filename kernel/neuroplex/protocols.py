@@ -43,6 +43,7 @@ __all__ = [
     "Reportable",
     "SampleReporter",
     "Scheduler",
+    "TorchPlacement",
     "TrainingStep",
 ]
 
@@ -54,15 +55,21 @@ Optimize = Callable[[str, "torch.Tensor"], None]
 
 # --------------------------------------------------------------------------- devices
 @runtime_checkable
-class Device(Protocol):
+class TorchPlacement(Protocol):
+    """Anything that names a torch device: a :class:`Device`, or a light stand-in that
+    analysis code accepts wherever it takes a device."""
+
+    def torch_device(self) -> torch.device | str:
+        """The ``torch.device`` (or its name) to put tensors on."""
+        ...
+
+
+@runtime_checkable
+class Device(TorchPlacement, Protocol):
     """What a ``DeviceRecord`` factory builds: ``factory(**config) -> Device``."""
 
     def is_available(self) -> bool:
         """Whether this device can be used here; never raises."""
-        ...
-
-    def torch_device(self) -> torch.device | str:
-        """The ``torch.device`` (or its name) to put tensors on."""
         ...
 
     def ort_providers(self) -> list[Any]:

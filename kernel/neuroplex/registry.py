@@ -187,7 +187,16 @@ def _conforming(kind: str, name: str, obj: Any, protocol: type[_P]) -> _P:
 
 
 def _protocol_members(protocol: type) -> list[str]:
-    return sorted(n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_"))
+    """The public methods a protocol declares, its base protocols' included."""
+    return sorted(
+        {
+            n
+            for klass in protocol.__mro__
+            if getattr(klass, "_is_protocol", False)
+            for n, v in vars(klass).items()
+            if callable(v) and not n.startswith("_")
+        }
+    )
 
 
 def create_layer(name: str, /, **config: Any) -> torch.nn.Module:
