@@ -29,6 +29,7 @@ from neuroplex.hookspecs import HOOK_API_VERSION, hook_api_mismatch
 from neuroplex.plugins import PluginManager
 from neuroplex.records import FrozenDict
 from neuroplex.registry import origin_of
+from neuroplex.testing import check_entry_module_is_light
 
 from .fakedist import FIXTURE_PLUGINS, FakeDistribution, entry_points
 
@@ -275,6 +276,24 @@ def test_a_registered_auto_device_is_used_as_registered(register_plugin) -> None
     device = neuroplex.create_device("auto")
     assert isinstance(device, _Device)
     assert origin_of(device).distribution == "auto-dist"  # type: ignore[union-attr]
+
+
+# --------------------------------------------------------------------------- conformance kit
+@pytest.mark.usefixtures("_fixture_plugins")
+def test_kit_fails_an_entry_module_that_imports_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    check_entry_module_is_light("npfix_good")  # imports neuroplex only
+    with pytest.raises(AssertionError) as err:
+        check_entry_module_is_light("npfix_imports_torch:neuroplex_register_layers")
+    assert str(err.value) == (
+        "entry module 'npfix_imports_torch' imports torch at import time; move heavy imports "
+        "into the modules its 'module:attr' factories name"
+    )
+
+
+@pytest.mark.usefixtures("_fixture_plugins")
+def test_kit_names_an_entry_module_that_fails_to_import() -> None:
+    with pytest.raises(AssertionError, match="entry module 'npfix_broken_import' fails to import"):
+        check_entry_module_is_light("npfix_broken_import")
 
 
 def test_list_functions_return_names(plain) -> None:
