@@ -205,7 +205,9 @@ class _SinkWorker:
 
 
 def _sink_name(sink: Any, index: int) -> str:
-    origin = getattr(sink, "neuroplex_origin", None)
+    from neuroplex.registry import origin_of
+
+    origin = origin_of(sink)
     base = origin.record.name if origin is not None else type(sink).__name__.lower()
     return f"{index}-{base}"
 
