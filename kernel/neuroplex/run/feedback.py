@@ -15,6 +15,7 @@ import torch
 from neuroplex.config import AnalyzerSpec, PolicyConfig, RunSpec
 from neuroplex.errors import ConfigError
 from neuroplex.mechanic import Mechanic, to_plain
+from neuroplex.protocols import AdversarialCrafter
 from neuroplex.records import DataSplits, ModelRecord
 from neuroplex.registry import create_analyzer
 from neuroplex.run.analyze import Analyzed, run_analyses
@@ -191,7 +192,7 @@ def _adversarial_finetune(
         input_range=tuple(ctx.data.input_range),
         **dict(opts.get("train_attack_options", {})),
     )
-    if not callable(getattr(crafter, "adversarial_examples", None)):
+    if not isinstance(crafter, AdversarialCrafter):
         raise ConfigError(
             f"analyzer {attack!r} cannot craft adversarial examples (it has no "
             "adversarial_examples(x, y) method); choose an attack such as fgsm or pgd",

@@ -113,7 +113,8 @@ def pgd(
 def _l2(t: torch.Tensor) -> torch.Tensor:
     """Per-sample L2 norm, shaped ``(N, 1, ..., 1)`` for broadcasting."""
     flat = t.reshape(t.shape[0], -1).norm(p=2, dim=1)
-    return flat.view(-1, *([1] * (t.ndim - 1)))
+    shaped: torch.Tensor = flat.view(-1, *([1] * (t.ndim - 1)))
+    return shaped
 
 
 def pgd_l2(
@@ -170,7 +171,7 @@ def _square_fraction(p_init: float, it: int, n_iters: int) -> float:
     scaled = int(it / max(n_iters, 1) * 10000)
     bounds = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
     halvings = sum(scaled > b for b in bounds)
-    return p_init / 2**halvings
+    return p_init / float(2**halvings)
 
 
 def square(
