@@ -126,36 +126,114 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from neuroplex.config import (
-        ModelConfig,
-        RunSpec,
-        TrainingConfig,
-        load_spec,
-        structure,
-        unstructure,
+        ModelConfig as ModelConfig,
     )
-    from neuroplex.mechanic import Mechanic
-    from neuroplex.onnx import OnnxModule, export_onnx, verify_onnx
-    from neuroplex.plugins import PluginManager, get_plugin_manager
-    from neuroplex.protocols import Policy, PolicyContext, PolicyDecision, PolicyOutcome
+    from neuroplex.config import (
+        RunSpec as RunSpec,
+    )
+    from neuroplex.config import (
+        TrainingConfig as TrainingConfig,
+    )
+    from neuroplex.config import (
+        load_spec as load_spec,
+    )
+    from neuroplex.config import (
+        structure as structure,
+    )
+    from neuroplex.config import (
+        unstructure as unstructure,
+    )
+    from neuroplex.mechanic import Mechanic as Mechanic
+    from neuroplex.onnx import (
+        OnnxModule as OnnxModule,
+    )
+    from neuroplex.onnx import (
+        export_onnx as export_onnx,
+    )
+    from neuroplex.onnx import (
+        verify_onnx as verify_onnx,
+    )
+    from neuroplex.plugins import (
+        PluginManager as PluginManager,
+    )
+    from neuroplex.plugins import (
+        get_plugin_manager as get_plugin_manager,
+    )
+    from neuroplex.protocols import (
+        Policy as Policy,
+    )
+    from neuroplex.protocols import (
+        PolicyContext as PolicyContext,
+    )
+    from neuroplex.protocols import (
+        PolicyDecision as PolicyDecision,
+    )
+    from neuroplex.protocols import (
+        PolicyOutcome as PolicyOutcome,
+    )
     from neuroplex.registry import (
-        create_analyzer,
-        create_dataset,
-        create_device,
-        create_layer,
-        create_model,
-        create_optimizer,
-        create_policy,
-        create_scheduler,
-        create_sink,
-        get_record,
-        list_analyzers,
-        list_components,
-        list_datasets,
-        list_devices,
-        list_layers,
-        list_models,
-        list_optimizers,
-        list_policies,
-        list_sinks,
+        create_analyzer as create_analyzer,
     )
-    from neuroplex.training import EpochRecord, History, Trainer
+    from neuroplex.registry import (
+        create_dataset as create_dataset,
+    )
+    from neuroplex.registry import (
+        create_device as create_device,
+    )
+    from neuroplex.registry import (
+        create_layer as create_layer,
+    )
+    from neuroplex.registry import (
+        create_model as create_model,
+    )
+    from neuroplex.registry import (
+        create_optimizer as create_optimizer,
+    )
+    from neuroplex.registry import (
+        create_policy as create_policy,
+    )
+    from neuroplex.registry import (
+        create_scheduler as create_scheduler,
+    )
+    from neuroplex.registry import (
+        create_sink as create_sink,
+    )
+    from neuroplex.registry import (
+        get_record as get_record,
+    )
+    from neuroplex.registry import (
+        list_analyzers as list_analyzers,
+    )
+    from neuroplex.registry import (
+        list_components as list_components,
+    )
+    from neuroplex.registry import (
+        list_datasets as list_datasets,
+    )
+    from neuroplex.registry import (
+        list_devices as list_devices,
+    )
+    from neuroplex.registry import (
+        list_layers as list_layers,
+    )
+    from neuroplex.registry import (
+        list_models as list_models,
+    )
+    from neuroplex.registry import (
+        list_optimizers as list_optimizers,
+    )
+    from neuroplex.registry import (
+        list_policies as list_policies,
+    )
+    from neuroplex.registry import (
+        list_sinks as list_sinks,
+    )
+    from neuroplex.training import (
+        EpochRecord as EpochRecord,
+    )
+    from neuroplex.training import (
+        History as History,
+    )
+    from neuroplex.training import (
+        Trainer as Trainer,
+    )

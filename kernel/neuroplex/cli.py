@@ -53,7 +53,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         print(json.dumps([p.to_dict() for p in infos], indent=2))
         return 0
     if not infos:
-        print("no neuroplex plugins installed; install e.g.: pip install neuroplex-models")
+        from neuroplex.catalog import distributions_for_kind
+
+        example = " ".join(distributions_for_kind("model")[:1]) or "a neuroplex plugin"
+        print(f"no neuroplex plugins installed; install e.g.: pip install {example}")
         return 0
     rows = [("plugin", "distribution", "version", "status", "components")]
     for p in infos:

@@ -14,7 +14,17 @@ A plugin is a module named by an entry point in group ``"neuroplex"``::
 Entry modules must stay import-light: no torch at import time. Put heavy code behind
 ``"module:attr"`` factories, which the kernel imports on first use.
 
-Hook API version: :data:`HOOK_API_VERSION` (bumped on any incompatible change).
+Hook API version: :data:`HOOK_API_VERSION` (its major number is bumped on any incompatible
+change). An entry module declares the version it was built for in a module attribute::
+
+    NEUROPLEX_HOOK_API_VERSION = 1        # or "1.0"; only the major number is compared
+
+and the kernel refuses a plugin built for another major version with one line saying why (the
+plugin's status is ``failed``; strict mode raises). A module without the attribute is taken
+to be built for the current version.
+
+What each factory returns is a typed protocol of :mod:`neuroplex.protocols`, named in each
+hook's docstring below; the conformance kit (:mod:`neuroplex.testing`) checks it.
 """
 
 from __future__ import annotations
@@ -36,9 +46,36 @@ from neuroplex.records import (
 
 PROJECT_NAME = "neuroplex"
 HOOK_API_VERSION = 1
+#: the entry-module attribute that declares the hook API version a plugin was built for
+HOOK_API_ATTRIBUTE = "NEUROPLEX_HOOK_API_VERSION"
 
 _hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+def hook_api_mismatch(declared: object) -> str | None:
+    """Why a plugin declaring hook API ``declared`` cannot load here, or ``None`` if it can.
+
+    ``declared`` is an int (``1``) or a ``"MAJOR[.MINOR]"`` string; only the major numbers
+    must match.
+    """
+    text = str(declared).strip()
+    major_text = text.split(".", 1)[0]
+    if isinstance(declared, bool) or not major_text.isdigit():
+        return (
+            f"{HOOK_API_ATTRIBUTE} = {declared!r} is not a version: use an int such as "
+            f"{HOOK_API_VERSION}"
+        )
+    major = int(major_text)
+    if major == HOOK_API_VERSION:
+        return None
+    newer = "a newer" if major > HOOK_API_VERSION else "an older"
+    fix = "upgrade neuroplex" if major > HOOK_API_VERSION else "upgrade the plugin"
+    return (
+        f"built for neuroplex hook API {text}, but this neuroplex has hook API "
+        f"{HOOK_API_VERSION} ({newer} major version); {fix}"
+    )
+
 
 #: hook name for each component kind
 HOOK_FOR_KIND: dict[str, str] = {
@@ -84,7 +121,13 @@ def neuroplex_register_models() -> Iterable[ModelRecord]:
 
     Return :class:`~neuroplex.ModelRecord` s; the factory is called as
     ``factory(config: ModelConfig)`` and returns a ``torch.nn.Module``. A family with its own
-    training step names it in ``training_step`` (see :mod:`neuroplex.steps`).
+    training step names a factory of a :class:`~neuroplex.protocols.TrainingStep` in
+    ``training_step``. Optional model behaviours are declared protocols the kernel tests with
+    ``isinstance``: :class:`~neuroplex.protocols.Exportable` (``export_examples(batch)``, example
+    inputs of the sub-graphs in ``export_graphs``), :class:`~neuroplex.protocols.Configurable`
+    (``to_config()``, stored in the ONNX metadata), :class:`~neuroplex.protocols.SampleReporter`
+    (``report_samples(x)``, images in the report) and
+    :class:`~neuroplex.protocols.HasTrainingStep`.
 
     Example plugin::
 
@@ -108,8 +151,10 @@ def neuroplex_register_models() -> Iterable[ModelRecord]:
 def neuroplex_register_optimizers() -> Iterable[OptimizerRecord]:
     """Register optimizers (``role="optimizer"``) and LR schedulers (``role="scheduler"``).
 
-    Optimizer factories are called as ``factory(params, **config)``; scheduler factories as
-    ``factory(optimizer, **config)``.
+    Optimizer factories are called as ``factory(params, **config)`` and return a
+    ``torch.optim.Optimizer``; scheduler factories as ``factory(optimizer, **config)`` and return
+    a :class:`~neuroplex.protocols.Scheduler`. A scheduler stepped with the monitored metric
+    declares the ``"needs_metric"`` capability (:data:`neuroplex.records.NEEDS_METRIC`).
 
     Example plugin::
 
@@ -128,9 +173,9 @@ def neuroplex_register_optimizers() -> Iterable[OptimizerRecord]:
 
 @_hookspec
 def neuroplex_register_devices() -> Iterable[DeviceRecord]:
-    """Register devices. The factory returns an object with ``is_available()`` (never
-    raises), ``torch_device()``, ``ort_providers()`` and ``info()``. ``priority`` decides the
-    ``auto`` choice.
+    """Register devices. The factory is called as ``factory(**config)`` and returns a
+    :class:`~neuroplex.protocols.Device`: ``is_available()`` (never raises), ``torch_device()``,
+    ``ort_providers()`` and ``info()``. ``priority`` decides the ``auto`` choice.
 
     Example plugin::
 
@@ -147,8 +192,11 @@ def neuroplex_register_devices() -> Iterable[DeviceRecord]:
 @_hookspec
 def neuroplex_register_analyzers() -> Iterable[AnalyzerRecord]:
     """Register analyzers (explanations, attacks). The factory is called as
-    ``factory(model, **config)`` and returns an object whose ``analyze(x, y=None)`` returns a
-    frozen record with ``to_dict()``.
+    ``factory(model, **config)`` and returns an :class:`~neuroplex.protocols.Analyzer`, whose
+    ``analyze(x, y=None)`` returns an :class:`~neuroplex.protocols.AnalysisResult` (a frozen
+    record with ``to_dict()``). A result that is :class:`~neuroplex.protocols.Reportable` draws
+    its own report sections; an attack that is an
+    :class:`~neuroplex.protocols.AdversarialCrafter` can feed adversarial training.
 
     Example plugin::
 
@@ -167,7 +215,9 @@ def neuroplex_register_analyzers() -> Iterable[AnalyzerRecord]:
 @_hookspec
 def neuroplex_register_feedback_sinks() -> Iterable[FeedbackSinkRecord]:
     """Register feedback sinks. The factory is called as ``factory(**config)`` and returns
-    an object with ``send(event)``, ``flush()`` and ``close()``.
+    a :class:`~neuroplex.protocols.FeedbackSink` (``send(event)``, ``flush()``, ``close()``).
+    A sink that writes files declares the ``"run_dir"`` capability
+    (:data:`neuroplex.records.RUN_DIR`) and then receives ``run_dir=`` from ``neuroplex run``.
 
     Example plugin::
 

@@ -31,6 +31,7 @@ from typing import Any
 import attrs
 
 from neuroplex.errors import ConfigError
+from neuroplex.protocols import FeedbackSink
 from neuroplex.records import Event
 
 __all__ = ["Mechanic", "SinkStats", "to_plain"]
@@ -204,7 +205,9 @@ class _SinkWorker:
 
 
 def _sink_name(sink: Any, index: int) -> str:
-    origin = getattr(sink, "neuroplex_origin", None)
+    from neuroplex.registry import origin_of
+
+    origin = origin_of(sink)
     base = origin.record.name if origin is not None else type(sink).__name__.lower()
     return f"{index}-{base}"
 
@@ -243,17 +246,21 @@ class Mechanic:
             )
 
     @staticmethod
-    def _build(sink: Any) -> Any:
+    def _build(sink: Any) -> FeedbackSink:
+        from neuroplex.config import SinkSpec
         from neuroplex.registry import create_sink
 
         if isinstance(sink, str):
             return create_sink(sink)
         if isinstance(sink, tuple) and len(sink) == 2 and isinstance(sink[0], str):
             return create_sink(sink[0], **dict(sink[1]))
-        if hasattr(sink, "name") and hasattr(sink, "options") and isinstance(sink.name, str):
-            return create_sink(sink.name, **dict(sink.options))  # a SinkSpec
-        if not callable(getattr(sink, "send", None)):
-            raise ConfigError(f"a sink needs a send(event) method; got {type(sink).__name__}")
+        if isinstance(sink, SinkSpec):
+            return create_sink(sink.name, **dict(sink.options))
+        if not isinstance(sink, FeedbackSink):
+            raise ConfigError(
+                "a sink needs a send(event), a flush() and a close() method (the "
+                f"FeedbackSink protocol); got {type(sink).__name__}"
+            )
         return sink
 
     # ------------------------------------------------------------------ recording

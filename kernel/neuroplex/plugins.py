@@ -30,7 +30,7 @@ import pluggy
 
 from neuroplex import hookspecs
 from neuroplex.errors import PluginError
-from neuroplex.records import KINDS, RECORD_TYPES, ComponentRecord, normalize_name
+from neuroplex.records import KINDS, RECORD_TYPES, ComponentRecord, FrozenDict, normalize_name
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -65,7 +65,7 @@ class PluginInfo:
     status: Status
     error: str | None = None
     detail: str | None = None
-    components: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
+    components: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict, converter=FrozenDict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -290,6 +290,11 @@ class PluginManager:
         self._index = None
 
     def _register(self, plugin: _Plugin, obj: object) -> None:
+        mismatch = _api_mismatch(obj)
+        if mismatch is not None:
+            plugin.fail(mismatch)
+            self._maybe_raise(plugin)
+            return
         try:
             self._pm.register(obj, name=plugin.name)
         except pluggy.PluginValidationError as exc:
@@ -431,6 +436,12 @@ class PluginManager:
             conflict = Conflict(kind=kind, name=normalize_name(name), candidates=tuple(regs))
             raise PluginError(conflict.message())
         return reg
+
+
+def _api_mismatch(obj: object) -> str | None:
+    """The one-line reason a plugin built for another hook API major version is refused."""
+    declared = vars(obj).get(hookspecs.HOOK_API_ATTRIBUTE) if hasattr(obj, "__dict__") else None
+    return None if declared is None else hookspecs.hook_api_mismatch(declared)
 
 
 def _check_kind(kind: str) -> None:

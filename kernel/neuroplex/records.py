@@ -22,6 +22,9 @@ from neuroplex.errors import PluginError
 
 __all__ = [
     "KINDS",
+    "NEEDS_METRIC",
+    "RUN_DIR",
+    "WELL_KNOWN_CAPABILITIES",
     "AnalyzerRecord",
     "ComponentRecord",
     "DataSplits",
@@ -30,6 +33,7 @@ __all__ = [
     "Event",
     "Factory",
     "FeedbackSinkRecord",
+    "FrozenDict",
     "LayerRecord",
     "ModelRecord",
     "OptimizerRecord",
@@ -52,6 +56,20 @@ KINDS: tuple[str, ...] = (
     "dataset",
     "policy",
 )
+
+#: Capability flag of a scheduler (``OptimizerRecord``, role ``"scheduler"``): the Trainer
+#: steps it as ``step(monitored_value)`` once per epoch.
+NEEDS_METRIC = "needs_metric"
+#: Capability flag of a feedback sink: ``neuroplex run`` passes the run directory as
+#: ``factory(run_dir=..., **options)`` unless the spec sets ``run_dir`` itself.
+RUN_DIR = "run_dir"
+
+#: The capability flags the kernel acts on, per kind, with what they make it do. Any other
+#: flag is free-form: listed by ``neuroplex list`` and used by plugins among themselves.
+WELL_KNOWN_CAPABILITIES: Mapping[str, Mapping[str, str]] = {
+    "optimizer": {NEEDS_METRIC: "stepped as step(monitored_value)"},
+    "feedback_sink": {RUN_DIR: "built with run_dir=<the run directory>"},
+}
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_.\-]*$")
 
@@ -100,8 +118,60 @@ def resolve_factory(factory: Factory, *, component: str = "") -> Callable[..., A
     return obj  # type: ignore[no-any-return]
 
 
-def _frozen_mapping(value: Mapping[str, Any] | None) -> dict[str, Any]:
-    return dict(value or {})
+def _hashable(value: Any) -> Any:
+    """A hashable stand-in for plain data (lists as tuples, mappings as sorted items)."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _hashable(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, set | frozenset):
+        return frozenset(_hashable(v) for v in value)
+    return value
+
+
+class FrozenDict(dict[str, Any]):
+    """A read-only, hashable ``dict``: what records hold where they hold a mapping.
+
+    It is a ``dict`` (``json.dumps``, ``**kwargs`` and ``isinstance(x, dict)`` work) whose
+    mutating methods raise :class:`TypeError`; its hash is that of its items, nested lists and
+    dicts included. Values are not copied: keep them plain data (numbers, strings, lists).
+    """
+
+    __slots__ = ("_hash",)
+    _hash: int
+
+    def _read_only(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise TypeError(f"{type(self).__name__} is read-only; build a new record instead")
+
+    __setitem__ = _read_only
+    __delitem__ = _read_only
+    __ior__ = _read_only
+    clear = _read_only
+    pop = _read_only
+    popitem = _read_only
+    setdefault = _read_only
+    update = _read_only
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        try:
+            return self._hash
+        except AttributeError:
+            h = hash(_hashable(self))
+            object.__setattr__(self, "_hash", h)
+            return h
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickle/deepcopy without __setitem__
+        return (type(self), (dict(self),))
+
+    def __copy__(self) -> FrozenDict:
+        return self
+
+    def __repr__(self) -> str:
+        return f"FrozenDict({dict.__repr__(self)})"
+
+
+def _frozen_mapping(value: Mapping[str, Any] | None) -> FrozenDict:
+    return value if isinstance(value, FrozenDict) else FrozenDict(value or {})
 
 
 def _flags(value: Iterable[str]) -> frozenset[str]:
@@ -129,7 +199,8 @@ class ComponentRecord:
         factory: ``"module:attr"`` or a callable that builds the component; see each kind
             for its call signature.
         summary: one line for ``neuroplex list``.
-        capabilities: free-form flags (e.g. ``"activation"``, ``"gradients"``).
+        capabilities: flags (e.g. ``"activation"``, ``"gradients"``); the kernel acts on
+            those in :data:`WELL_KNOWN_CAPABILITIES` only, never on undeclared attributes.
         example_config: keyword arguments for the factory that build a small instance; the
             conformance kit builds every component from it.
         aliases: other names that find the same component.
@@ -141,7 +212,7 @@ class ComponentRecord:
     factory: Factory = attrs.field(validator=_check_factory)
     summary: str = ""
     capabilities: frozenset[str] = attrs.field(default=frozenset(), converter=_flags)
-    example_config: dict[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
+    example_config: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
     aliases: tuple[str, ...] = attrs.field(default=(), converter=_names)
 
     def load(self) -> Callable[..., Any]:
@@ -186,10 +257,13 @@ class ModelRecord(ComponentRecord):
 
     ``example_config`` holds the hyperparameters of a small instance; ``example_input`` the
     shape of an example batch. ``training_step`` (optional) is a factory returning the
-    family's own step object (see :mod:`neuroplex.steps`); ``None`` means supervised
+    family's own :class:`~neuroplex.protocols.TrainingStep`; ``None`` means supervised
     classification/regression. ``export_graphs`` names the sub-graphs the ONNX bridge exports
     (e.g. ``("generator", "discriminator")`` for a GAN); the model exposes each as an attribute,
-    ``"model"`` meaning the model itself.
+    ``"model"`` meaning the model itself; a sub-graph that takes other inputs than the model
+    comes from a model that is :class:`~neuroplex.protocols.Exportable`. Optional model
+    behaviours: :class:`~neuroplex.protocols.Configurable` (``to_config()``),
+    :class:`~neuroplex.protocols.SampleReporter` (``report_samples(x)``).
     """
 
     kind: ClassVar[str] = "model"
@@ -205,8 +279,9 @@ class OptimizerRecord(ComponentRecord):
 
     ``role="optimizer"``: ``factory(params, **config) -> torch.optim.Optimizer`` where
     ``params`` is an iterable of parameters or of param-group dicts.
-    ``role="scheduler"``: ``factory(optimizer, **config) -> scheduler`` (``step()``,
-    ``state_dict()``, ``load_state_dict()``).
+    ``role="scheduler"``: ``factory(optimizer, **config) ->``
+    :class:`~neuroplex.protocols.Scheduler`; with the :data:`NEEDS_METRIC` capability the
+    Trainer calls ``step(monitored_value)``, else ``step()``.
     """
 
     kind: ClassVar[str] = "optimizer"
@@ -215,8 +290,9 @@ class OptimizerRecord(ComponentRecord):
 
 @attrs.frozen(kw_only=True)
 class DeviceRecord(ComponentRecord):
-    """A device. ``factory(**config) -> Device`` with ``is_available() -> bool`` (never
-    raises), ``torch_device()``, ``ort_providers() -> list`` and ``info() -> dict``.
+    """A device. ``factory(**config) ->`` :class:`~neuroplex.protocols.Device`
+    (``is_available() -> bool`` (never raises), ``torch_device()``, ``ort_providers() -> list``
+    and ``info() -> dict``).
 
     ``priority`` orders the ``auto`` choice (highest available wins), never hook order.
     """
@@ -227,8 +303,11 @@ class DeviceRecord(ComponentRecord):
 
 @attrs.frozen(kw_only=True)
 class AnalyzerRecord(ComponentRecord):
-    """An analysis (explanation, attack). ``factory(model, **config) -> analyzer`` with
-    ``analyze(x, y=None) -> record`` (a frozen attrs record with ``to_dict()``).
+    """An analysis (explanation, attack). ``factory(model, **config) ->``
+    :class:`~neuroplex.protocols.Analyzer`, whose ``analyze(x, y=None)`` returns an
+    :class:`~neuroplex.protocols.AnalysisResult` (a frozen attrs record with ``to_dict()``),
+    optionally :class:`~neuroplex.protocols.Reportable`. An attack that can return its
+    adversarial inputs is an :class:`~neuroplex.protocols.AdversarialCrafter`.
 
     ``model`` may be a ``torch.nn.Module``, an ``OnnxModule`` or a path to a ``.onnx`` file.
     Capability ``"gradients"`` means the analysis needs gradients (ONNX: exported VJP graph).
@@ -239,8 +318,9 @@ class AnalyzerRecord(ComponentRecord):
 
 @attrs.frozen(kw_only=True)
 class FeedbackSinkRecord(ComponentRecord):
-    """A feedback sink. ``factory(**config) -> sink`` with ``send(event: Event) -> None``,
-    ``flush() -> None`` and ``close() -> None``. Sinks ignore event fields they do not know.
+    """A feedback sink. ``factory(**config) ->`` :class:`~neuroplex.protocols.FeedbackSink`
+    (``send(event: Event)``, ``flush()``, ``close()``). Sinks ignore event fields they do not
+    know. With the :data:`RUN_DIR` capability the factory also receives ``run_dir=``.
     """
 
     kind: ClassVar[str] = "feedback_sink"
@@ -333,7 +413,7 @@ class Event:
     kind: str
     name: str
     step: int = 0
-    payload: dict[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
+    payload: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
     time: float = attrs.field(factory=time.time)
 
     @property

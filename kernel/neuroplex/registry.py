@@ -13,12 +13,21 @@ import difflib
 import fnmatch
 import inspect
 import weakref
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from neuroplex.catalog import distribution_for, load_catalog
 from neuroplex.errors import ComponentNotFoundError, ConfigError, NeuroplexError, PluginError
 from neuroplex.plugins import Registration, get_plugin_manager
-from neuroplex.records import KINDS, ComponentRecord, OptimizerRecord, normalize_name
+from neuroplex.protocols import Analyzer, Device, FeedbackSink, Scheduler
+from neuroplex.records import ComponentRecord, DataSplits, OptimizerRecord, normalize_name
+
+if TYPE_CHECKING:
+    import torch
+
+    from neuroplex.config import ModelConfig
+
+_P = TypeVar("_P")
 
 if TYPE_CHECKING:
     from neuroplex.protocols import Policy
@@ -51,81 +60,9 @@ __all__ = [
     "plural",
 ]
 
-#: first-party distributions and the component names they provide, for install hints only
-FIRST_PARTY: dict[str, dict[str, tuple[str, ...]]] = {
-    "layer": {
-        "neuroplex-layers": (
-            "linear",
-            "dense",
-            "conv1d",
-            "conv2d",
-            "pool",
-            "batchnorm",
-            "layernorm",
-            "dropout",
-            "flatten",
-            "embedding",
-            "attention",
-            "transformer_block",
-            "residual",
-            "relu",
-            "leaky_relu",
-            "elu",
-            "gelu",
-            "silu",
-            "swish",
-            "mish",
-            "tanh",
-            "sigmoid",
-            "softplus",
-            "softmax",
-            "identity",
-        ),
-    },
-    "model": {"neuroplex-models": ("mlp", "cnn", "transformer", "gan", "autoencoder")},
-    "optimizer": {
-        "neuroplex-optim": ("sgd", "adam", "adamw", "rmsprop", "step", "cosine", "plateau")
-    },
-    "device": {"neuroplex-devices": ("cpu", "cuda", "mps", "auto")},
-    "analyzer": {
-        "neuroplex-explain": (
-            "activations",
-            "dead_neurons",
-            "bias",
-            "saliency",
-            "input_x_gradient",
-            "integrated_gradients",
-            "occlusion",
-            "feature_ablation",
-        ),
-        "neuroplex-attacks": (
-            "fgsm",
-            "pgd",
-            "pgd_l2",
-            "square",
-            "gaussian_noise",
-            "uniform_noise",
-            "noise",
-            "noise_robustness",
-            "robustness_curve",
-        ),
-    },
-    "feedback_sink": {
-        "neuroplex-sinks": ("console", "jsonl", "sqlite", "mlflow", "tensorboard"),
-    },
-    "dataset": {
-        "neuroplex-datasets": (
-            "digits",
-            "breast_cancer",
-            "iris",
-            "wine",
-            "csv",
-            "npz",
-            "synthetic",
-        ),
-    },
-    "policy": {"neuroplex-attacks": ("adversarial",), "neuroplex-sinks": ("early_reject",)},
-}
+#: ``{kind: {distribution: names}}`` of the first-party plugins, for install hints only; read
+#: from the generated :mod:`neuroplex.catalog`, never written here
+FIRST_PARTY: Mapping[str, Mapping[str, tuple[str, ...]]] = load_catalog()
 
 
 def plural(kind: str) -> str:
@@ -134,11 +71,7 @@ def plural(kind: str) -> str:
 
 
 def _distribution_for(kind: str, name: str) -> str | None:
-    key = normalize_name(name)
-    for dist, names in FIRST_PARTY.get(kind, {}).items():
-        if key in names:
-            return dist
-    return None
+    return distribution_for(kind, name)
 
 
 def get_registration(kind: str, name: str) -> Registration:
@@ -192,7 +125,8 @@ def get_record(kind: str, name: str) -> ComponentRecord:
 
 
 def list_components(kind: str, pattern: str = "*") -> list[ComponentRecord]:
-    """Records of ``kind`` whose name matches the glob ``pattern`` (case-insensitive)."""
+    """Records (not names) of ``kind`` whose name matches the glob ``pattern``
+    (case-insensitive), sorted by name; the ``list_*`` functions give the names."""
     pat = pattern.lower()
     return [
         reg.record
@@ -241,17 +175,47 @@ _ORIGINS: weakref.WeakKeyDictionary[Any, Registration] = weakref.WeakKeyDictiona
 def origin_of(component: Any) -> Registration | None:
     """Where a component built by ``create_*`` came from (plugin, distribution, version)."""
     try:
-        return _ORIGINS.get(component)
-    except TypeError:
-        return getattr(component, "neuroplex_origin", None)
+        reg = _ORIGINS.get(component)
+    except TypeError:  # unhashable objects
+        reg = None
+    if reg is None:  # a copy keeps the attribute ``create`` set (deepcopy, pickling)
+        reg = getattr(component, "neuroplex_origin", None)
+    return reg if isinstance(reg, Registration) else None
 
 
-def create_layer(name: str, /, **config: Any) -> Any:
+def _conforming(kind: str, name: str, obj: Any, protocol: type[_P]) -> _P:
+    """``obj`` if it satisfies ``protocol`` (its methods exist), else a :class:`PluginError`
+    naming the component and what it lacks."""
+    if isinstance(obj, protocol):
+        return obj
+    members = [m for m in _protocol_members(protocol) if not callable(getattr(obj, m, None))]
+    reg = get_registration(kind, name)
+    raise PluginError(
+        f"{kind} {reg.record.name!r} from {reg.origin}: its factory returned "
+        f"{type(obj).__name__}, which does not satisfy neuroplex.protocols.{protocol.__name__} "
+        f"(no {', '.join(f'{m}()' for m in members)})"
+    )
+
+
+def _protocol_members(protocol: type) -> list[str]:
+    """The public methods a protocol declares, its base protocols' included."""
+    return sorted(
+        {
+            n
+            for klass in protocol.__mro__
+            if getattr(klass, "_is_protocol", False)
+            for n, v in vars(klass).items()
+            if callable(v) and not n.startswith("_")
+        }
+    )
+
+
+def create_layer(name: str, /, **config: Any) -> torch.nn.Module:
     """Build a layer or activation: ``factory(**config) -> torch.nn.Module``."""
-    return create("layer", name, **config)
+    return create("layer", name, **config)  # type: ignore[no-any-return]
 
 
-def create_model(config: Any, /, **hyperparameters: Any) -> Any:
+def create_model(config: ModelConfig | str, /, **hyperparameters: Any) -> torch.nn.Module:
     """Build a model from a ``ModelConfig`` or a family name plus hyperparameters."""
     from neuroplex.config import ModelConfig
 
@@ -264,7 +228,7 @@ def create_model(config: Any, /, **hyperparameters: Any) -> Any:
         raise ComponentNotFoundError(
             f"create_model expects a ModelConfig or a model name, got {type(config).__name__}"
         )
-    return create("model", config.name, config)
+    return create("model", config.name, config)  # type: ignore[no-any-return]
 
 
 def _optimizer_record(name: str, role: str) -> None:
@@ -283,57 +247,41 @@ def _names_by_role(role: str) -> list[str]:
     ]
 
 
-def create_optimizer(name: str, params: Any, /, **config: Any) -> Any:
+def create_optimizer(name: str, params: Any, /, **config: Any) -> torch.optim.Optimizer:
     """Build an optimizer over ``params``: ``factory(params, **config)``."""
     _optimizer_record(name, "optimizer")
-    return create("optimizer", name, params, **config)
+    return create("optimizer", name, params, **config)  # type: ignore[no-any-return]
 
 
-def create_scheduler(name: str, optimizer: Any, /, **config: Any) -> Any:
+def create_scheduler(name: str, optimizer: Any, /, **config: Any) -> Scheduler:
     """Build an LR scheduler for ``optimizer``: ``factory(optimizer, **config)``."""
     _optimizer_record(name, "scheduler")
-    return create("optimizer", name, optimizer, **config)
+    obj = create("optimizer", name, optimizer, **config)
+    return _conforming("optimizer", name, obj, Scheduler)  # type: ignore[type-abstract]
 
 
-def create_device(name: str = "auto", /, **config: Any) -> Any:
-    """Build a device; ``"auto"`` picks the available device of highest priority."""
-    if normalize_name(name) == "auto" and get_plugin_manager().lookup("device", "auto") is None:
-        return _auto_device(**config)
-    return create("device", name, **config)
+def create_device(name: str = "auto", /, **config: Any) -> Device:
+    """Build a device: ``factory(**config)``. ``"auto"`` is a registered device like any other
+    (neuroplex-devices' picks the available device of highest ``DeviceRecord.priority``)."""
+    obj = create("device", name, **config)
+    return _conforming("device", name, obj, Device)  # type: ignore[type-abstract]
 
 
-def _auto_device(**config: Any) -> Any:
-    from neuroplex.records import DeviceRecord
-
-    regs = [
-        r
-        for r in get_plugin_manager().registrations("device")
-        if isinstance(r.record, DeviceRecord)
-    ]
-    for reg in sorted(regs, key=lambda r: -r.record.priority):  # type: ignore[attr-defined]
-        device = create("device", reg.record.name, **config)
-        try:
-            available = bool(device.is_available())
-        except Exception:
-            available = False
-        if available:
-            return device
-    raise ComponentNotFoundError("no available device is registered; pip install neuroplex-devices")
-
-
-def create_analyzer(name: str, model: Any, /, **config: Any) -> Any:
+def create_analyzer(name: str, model: Any, /, **config: Any) -> Analyzer:
     """Build an analyzer for ``model`` (torch module, OnnxModule or .onnx path)."""
-    return create("analyzer", name, model, **config)
+    obj = create("analyzer", name, model, **config)
+    return _conforming("analyzer", name, obj, Analyzer)  # type: ignore[type-abstract]
 
 
-def create_sink(name: str, /, **config: Any) -> Any:
+def create_sink(name: str, /, **config: Any) -> FeedbackSink:
     """Build a feedback sink: ``factory(**config)``."""
-    return create("feedback_sink", name, **config)
+    obj = create("feedback_sink", name, **config)
+    return _conforming("feedback_sink", name, obj, FeedbackSink)  # type: ignore[type-abstract]
 
 
-def create_dataset(name: str, /, **config: Any) -> Any:
+def create_dataset(name: str, /, **config: Any) -> DataSplits:
     """Build a dataset: ``factory(**config) -> DataSplits``."""
-    return create("dataset", name, **config)
+    return create("dataset", name, **config)  # type: ignore[no-any-return]
 
 
 def create_policy(name: str, /, *, max_rounds: int = 3, **options: Any) -> Policy:
@@ -354,40 +302,53 @@ def create_policy(name: str, /, *, max_rounds: int = 3, **options: Any) -> Polic
 
 
 def _names(kind: str, pattern: str) -> list[str]:
+    """Names of the ``kind`` components matching ``pattern`` (case-insensitive glob)."""
     return [r.name for r in list_components(kind, pattern)]
 
 
 def list_layers(pattern: str = "*") -> list[str]:
+    """Names (not records) of the registered layers and activations matching the glob ``pattern``,
+    sorted by name; :func:`list_components` gives the records."""
     return _names("layer", pattern)
 
 
 def list_models(pattern: str = "*") -> list[str]:
+    """Names (not records) of the registered model families matching the glob ``pattern``,
+    sorted by name; :func:`list_components` gives the records."""
     return _names("model", pattern)
 
 
 def list_optimizers(pattern: str = "*") -> list[str]:
+    """Names (not records) of the registered optimizers and schedulers matching the glob
+    ``pattern``, sorted by name; :func:`list_components` gives the records."""
     return _names("optimizer", pattern)
 
 
 def list_devices(pattern: str = "*") -> list[str]:
+    """Names (not records) of the registered devices matching the glob ``pattern``,
+    sorted by name; :func:`list_components` gives the records."""
     return _names("device", pattern)
 
 
 def list_analyzers(pattern: str = "*") -> list[str]:
+    """Names (not records) of the registered analyzers matching the glob ``pattern``,
+    sorted by name; :func:`list_components` gives the records."""
     return _names("analyzer", pattern)
 
 
 def list_sinks(pattern: str = "*") -> list[str]:
+    """Names (not records) of the registered feedback sinks matching the glob ``pattern``,
+    sorted by name; :func:`list_components` gives the records."""
     return _names("feedback_sink", pattern)
 
 
 def list_datasets(pattern: str = "*") -> list[str]:
+    """Names (not records) of the registered datasets matching the glob ``pattern``,
+    sorted by name; :func:`list_components` gives the records."""
     return _names("dataset", pattern)
 
 
 def list_policies(pattern: str = "*") -> list[str]:
-    """Names of the registered policies matching the glob ``pattern``."""
+    """Names (not records) of the registered policies matching the glob ``pattern``,
+    sorted by name; :func:`list_components` gives the records."""
     return _names("policy", pattern)
-
-
-assert set(FIRST_PARTY) == set(KINDS)

@@ -1,41 +1,11 @@
 """The training-step protocol a model family supplies through ``ModelRecord.training_step``.
 
-The kernel ``Trainer`` owns the loop (epochs, devices, AMP, accumulation, clipping,
-schedulers, checkpoints, events); a family's step only says how to turn a batch into losses.
-
-``optimize(group, loss)`` is supplied by the Trainer: it backpropagates ``loss`` (scaled for
-AMP and divided for gradient accumulation) and, at an accumulation boundary, unscales, clips,
-steps and zeroes the optimizer of parameter group ``group``. A GAN calls it twice per batch
-(``"discriminator"`` then ``"generator"``); a supervised model once (``"model"``).
+The protocol itself lives with the other contracts in :mod:`neuroplex.protocols`; this module
+keeps its historical import path.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from neuroplex.protocols import Batch, Optimize, TrainingStep
 
-if TYPE_CHECKING:
-    import torch
-
-Batch = Any
-Optimize = Callable[[str, "torch.Tensor"], None]
-
-
-@runtime_checkable
-class TrainingStep(Protocol):
-    """What ``ModelRecord.training_step`` builds (``factory()`` with no arguments)."""
-
-    def param_groups(self, model: torch.nn.Module) -> Mapping[str, Iterable[torch.nn.Parameter]]:
-        """One optimizer per entry, named; a plain model returns ``{"model": params}``."""
-        ...
-
-    def train_step(
-        self, model: torch.nn.Module, batch: Batch, optimize: Optimize
-    ) -> Mapping[str, torch.Tensor]:
-        """Run one training batch; call ``optimize`` per loss; return detached metrics
-        (``"loss"`` required, summed-per-batch means; ``"n"`` optional: items in the batch)."""
-        ...
-
-    def eval_step(self, model: torch.nn.Module, batch: Batch) -> Mapping[str, torch.Tensor]:
-        """Metrics of one validation batch (``"loss"`` required), under ``torch.no_grad``."""
-        ...
+__all__ = ["Batch", "Optimize", "TrainingStep"]

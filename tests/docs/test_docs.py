@@ -122,7 +122,7 @@ def test_every_protocol_is_documented() -> None:
         for name, obj in vars(protocols).items()
         if inspect.isclass(obj)
         and getattr(obj, "_is_protocol", False)
-        and obj.__module__ == protocols.__name__  # not typing.Protocol itself
+        and obj.__module__ == protocols.__name__  # not typing.Protocol, which it imports
         and not name.startswith("_")
     ]
     text = "\n".join(p.read_text(encoding="utf-8") for p in DOCS.glob("*.md"))

@@ -45,7 +45,6 @@ HINTS = [
     for kind in KINDS
     for dist, names in FIRST_PARTY[kind].items()
     for name in names
-    if not (kind == "device" and name == "auto")  # "auto" is the kernel's choice among devices
 ]
 
 

@@ -75,17 +75,38 @@ def test_unknown_kind_is_an_error(good) -> None:
 def test_optimizer_roles_are_checked(register_plugin) -> None:
     from neuroplex import OptimizerRecord, hookimpl
 
+    class Sched:
+        def __init__(self, optimizer):
+            self.optimizer = optimizer
+
+        def step(self, *args):
+            pass
+
+        def state_dict(self):
+            return {}
+
+        def load_state_dict(self, state):
+            pass
+
     class Plugin:
         @hookimpl
         def neuroplex_register_optimizers(self):
             return [
-                OptimizerRecord(name="sched", factory=lambda opt: ("sched", opt), role="scheduler")
+                OptimizerRecord(name="sched", factory=Sched, role="scheduler"),
+                OptimizerRecord(name="not_sched", factory=lambda opt: (opt,), role="scheduler"),
             ]
 
     register_plugin(Plugin())
-    assert neuroplex.create_scheduler("sched", "o") == ("sched", "o")
+    sched = neuroplex.create_scheduler("sched", "o")
+    assert isinstance(sched, Sched) and sched.optimizer == "o"
     with pytest.raises(ComponentNotFoundError, match="'sched' is a scheduler, not a optimizer"):
         neuroplex.create_optimizer("sched", [])
+    with pytest.raises(PluginError) as err:
+        neuroplex.create_scheduler("not_sched", "o")
+    assert str(err.value) == (
+        "optimizer 'not_sched' from <local>: its factory returned tuple, which does not "
+        "satisfy neuroplex.protocols.Scheduler (no load_state_dict(), state_dict(), step())"
+    )
 
 
 def test_record_validation() -> None:

@@ -18,6 +18,7 @@ import attrs
 import torch
 
 from neuroplex.errors import ConfigError
+from neuroplex.protocols import TorchPlacement
 
 __all__ = [
     "ResolvedModel",
@@ -140,7 +141,7 @@ def resolve_device(device: Any, module: torch.nn.Module) -> torch.device:
         for tensor in (*module.parameters(), *module.buffers()):
             return tensor.device
         return torch.device("cpu")
-    if hasattr(device, "torch_device"):
+    if isinstance(device, TorchPlacement):
         device = device.torch_device()
     try:
         return torch.device(device)

@@ -32,6 +32,9 @@ from neuroplex.onnx._rewrites import custom_translations, export_rewrites
 from neuroplex.onnx.metadata import encode_metadata, package_versions
 from neuroplex.onnx.runtime import OnnxModule
 from neuroplex.onnx.verify import VerificationReport, verify_onnx
+from neuroplex.protocols import Configurable, Exportable
+from neuroplex.records import ModelRecord
+from neuroplex.registry import origin_of
 
 __all__ = ["ExportResult", "GraphExport", "export_onnx", "graph_path"]
 
@@ -197,10 +200,9 @@ def _graph_examples(
     forward pass never calls gets the model's output."""
     given: dict[str, Any] = dict(example_input) if isinstance(example_input, Mapping) else {}
     full = given.get("model", None if isinstance(example_input, Mapping) else example_input)
-    own = getattr(model, "export_examples", None)
-    if callable(own) and full is not None:
+    if isinstance(model, Exportable) and full is not None:
         with torch.no_grad():
-            given = {**dict(own(full)), **given}
+            given = {**dict(model.export_examples(full)), **given}
     examples = {g: _as_tuple(v, f"graph {g!r}") for g, v in given.items() if g in graphs}
     missing = [g for g in graphs if g not in examples]
     if not missing:
@@ -404,31 +406,30 @@ def _input_spec(args: tuple[torch.Tensor, ...], names: Sequence[str], rng: Any) 
 
 
 def _model_config(model: nn.Module) -> Any:
-    to_config = getattr(model, "to_config", None)
-    if callable(to_config):
+    if isinstance(model, Configurable):
         try:
-            return to_config()
+            return model.to_config()
         except Exception as exc:  # a broken to_config must not block the export
             return {"error": f"to_config() failed: {type(exc).__name__}: {exc}"}
     return None
 
 
 def _origin(model: nn.Module) -> dict[str, str] | None:
-    reg = getattr(model, "neuroplex_origin", None)
-    record = getattr(reg, "record", None)
-    if record is None:
+    reg = origin_of(model)
+    if reg is None:
         return None
     return {
-        "component": str(getattr(record, "name", "")),
-        "distribution": str(getattr(reg, "distribution", "")),
-        "version": str(getattr(reg, "version", "")),
+        "component": reg.record.name,
+        "distribution": reg.distribution,
+        "version": reg.version,
     }
 
 
 def _default_graphs(model: nn.Module) -> tuple[str, ...]:
-    record = getattr(getattr(model, "neuroplex_origin", None), "record", None)
-    graphs = getattr(record, "export_graphs", None)
-    return tuple(graphs) if graphs else ("model",)
+    reg = origin_of(model)
+    if reg is not None and isinstance(reg.record, ModelRecord) and reg.record.export_graphs:
+        return tuple(reg.record.export_graphs)
+    return ("model",)
 
 
 def _set_metadata(proto: Any, values: Mapping[str, Any]) -> None:

@@ -33,6 +33,7 @@ from torch import nn
 from neuroplex.errors import DataError, ExportError
 from neuroplex.onnx._checks import MAX_ONNX_BYTES, load_checked_model
 from neuroplex.onnx.metadata import decode_metadata
+from neuroplex.protocols import TorchPlacement
 
 __all__ = ["InputSpec", "OnnxModule", "load_onnx", "predict"]
 
@@ -84,7 +85,7 @@ def _resolve_device(device: Any) -> torch.device:
             ort.get_available_providers()
         )
         return torch.device("cuda" if cuda else "cpu")
-    if hasattr(device, "torch_device"):
+    if isinstance(device, TorchPlacement):
         device = device.torch_device()
     try:
         return torch.device(device)

@@ -31,7 +31,7 @@ from neuroplex.config import RunSpec, load_spec
 from neuroplex.errors import ComponentNotFoundError, ConfigError
 from neuroplex.plugins import PluginManager, get_plugin_manager, use_plugin_manager
 from neuroplex.records import PolicyRecord
-from neuroplex.registry import FIRST_PARTY, get_registration, missing_distributions
+from neuroplex.registry import get_registration, missing_distributions
 from neuroplex.run.rundir import RunDir, RunResult, locate, sigterm_as_interrupt, worker_rank
 
 __all__ = ["RunResult", "check_requirements", "required_components", "run"]
@@ -111,24 +111,13 @@ def required_components(spec: RunSpec) -> list[tuple[str, str, str]]:
 def check_requirements(spec: RunSpec) -> None:
     """Fail before any work if a component is missing: one line with the pip command."""
     need = required_components(spec)
-    manager = get_plugin_manager()
-    pairs = [
-        (kind, name)
-        for _, kind, name in need
-        if not (kind == "device" and name == "auto" and manager.registrations("device"))
-    ]
-    missing = missing_distributions(pairs)
+    missing = missing_distributions([(kind, name) for _, kind, name in need])
     if missing:
         raise ConfigError(
             "this spec needs plugin distributions that are not installed: "
             f"{', '.join(missing)}; install them with: pip install {' '.join(missing)}"
         )
     for path, kind, name in need:
-        if kind == "device" and name == "auto":
-            if not manager.registrations("device"):
-                dists = " ".join(FIRST_PARTY["device"])
-                raise ConfigError(f"no device plugin is installed: pip install {dists}", path=path)
-            continue
         try:
             get_registration(kind, name)
         except ComponentNotFoundError as exc:

@@ -11,6 +11,7 @@ from typing import Any
 from neuroplex.config import RunSpec, unstructure
 from neuroplex.errors import RunRejected
 from neuroplex.mechanic import Mechanic
+from neuroplex.records import RUN_DIR
 from neuroplex.registry import get_record
 from neuroplex.run.analyze import analyze
 from neuroplex.run.build import build
@@ -92,7 +93,7 @@ def _open_mechanic(spec: RunSpec, run_dir: RunDir) -> Mechanic:
     sinks: list[tuple[str, dict[str, Any]]] = []
     for sink in spec.feedback.sinks:
         options = dict(sink.options)
-        if "run_dir" in get_record("feedback_sink", sink.name).capabilities:
+        if RUN_DIR in get_record("feedback_sink", sink.name).capabilities:
             options.setdefault("run_dir", str(run_dir.path))
         sinks.append((sink.name, options))
     return Mechanic(

@@ -15,6 +15,7 @@ import torch
 from neuroplex.atomic import write_json
 from neuroplex.config import RunSpec
 from neuroplex.mechanic import to_plain
+from neuroplex.protocols import Reportable, SampleReporter
 from neuroplex.records import DataSplits
 from neuroplex.report import build_report
 from neuroplex.run.data import _xy
@@ -99,10 +100,9 @@ def write_results(
     for name, result in analyses.items():
         sections.extend(_sections_of(name, result, arrays))
     sections.extend(dict(section) for section in policy_sections)
-    samples = getattr(model, "report_samples", None)
-    if callable(samples):
+    if isinstance(model, SampleReporter):
         x_test, _ = _xy(data.test)
-        for title, images in samples(x_test[:16]).items():
+        for title, images in model.report_samples(x_test[:16]).items():
             key = f"samples_{len(arrays)}"
             arrays[key] = np.asarray(images)
             sections.append({"type": "images", "title": title, "array": key})
@@ -147,10 +147,9 @@ def _history_sections(history: Any) -> list[dict[str, Any]]:
 
 
 def _sections_of(title: str, result: Any, arrays: dict[str, Any]) -> list[dict[str, Any]]:
-    sections = getattr(result, "report_sections", None)
-    if callable(sections):
+    if isinstance(result, Reportable):
         out = []
-        for section in sections():
+        for section in result.report_sections():
             section = dict(section)
             section["title"] = f"{title}: {section.get('title', '')}".rstrip(": ")
             if section.get("type") == "images" and "data" in section:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from neuroplex.errors import NeuroplexError
+from neuroplex.protocols import AnalysisResult, Analyzer
 from neuroplex.records import AnalyzerRecord
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -102,8 +103,9 @@ def _analyze(record: AnalyzerRecord, analyzer: Any, *args: Any) -> Any:
 def check_builds_from_example_config(record: AnalyzerRecord) -> None:
     """``factory(model, **example_config)`` builds an object with a callable ``analyze``."""
     analyzer = _build(record, canonical_model())
-    assert callable(getattr(analyzer, "analyze", None)), (
-        f"{_who(record)} built a {type(analyzer).__name__} without an analyze(x, y=None) method"
+    assert isinstance(analyzer, Analyzer), (
+        f"{_who(record)} built a {type(analyzer).__name__} without an analyze(x, y=None) method "
+        "(the neuroplex.protocols.Analyzer protocol)"
     )
 
 
@@ -124,7 +126,7 @@ def check_analyze_returns_frozen_record(record: AnalyzerRecord) -> None:
         pass
     else:
         raise AssertionError(f"{_who(record)}.analyze returned a mutable {kind}: use @attrs.frozen")
-    assert callable(getattr(result, "to_dict", None)), f"{kind} of {_who(record)} has no to_dict()"
+    assert isinstance(result, AnalysisResult), f"{kind} of {_who(record)} has no to_dict()"
     assert isinstance(result.to_dict(), dict), f"{kind}.to_dict() of {_who(record)} is not a dict"
 
 

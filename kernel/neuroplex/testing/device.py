@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from neuroplex.protocols import Device
 from neuroplex.records import DeviceRecord
 
 __all__ = ["CHECKS"]
@@ -13,6 +14,20 @@ __all__ = ["CHECKS"]
 
 def _build(record: DeviceRecord) -> Any:
     return record.load()(**record.example_config)
+
+
+def check_is_a_device(record: DeviceRecord) -> None:
+    """The factory builds a :class:`neuroplex.protocols.Device`."""
+    device = _build(record)
+    missing = [
+        m
+        for m in ("is_available", "torch_device", "ort_providers", "info")
+        if not hasattr(device, m)
+    ]
+    assert isinstance(device, Device), (
+        f"device {record.name!r}: {type(device).__name__} is not a neuroplex.protocols.Device "
+        f"(lacks {', '.join(f'{m}()' for m in missing)})"
+    )
 
 
 def check_is_available_never_raises(record: DeviceRecord) -> None:
@@ -55,6 +70,7 @@ def check_available_device_is_usable(record: DeviceRecord) -> None:
 
 
 CHECKS: list[Callable[[DeviceRecord], None]] = [
+    check_is_a_device,
     check_is_available_never_raises,
     check_info_is_dict,
     check_available_device_is_usable,

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from neuroplex.errors import ConfigError
-from neuroplex.records import Event, FeedbackSinkRecord
+from neuroplex.protocols import FeedbackSink
+from neuroplex.records import RUN_DIR, Event, FeedbackSinkRecord
 
 __all__ = ["CHECKS", "canonical_events"]
 
@@ -91,7 +92,7 @@ def _build(record: FeedbackSinkRecord, tmp: str) -> Any:
     says ``pip install``) is skipped.
     """
     config: dict[str, Any] = dict(record.example_config)
-    if "run_dir" in record.capabilities:
+    if RUN_DIR in record.capabilities:
         config.setdefault("run_dir", tmp)
     try:
         return record.load()(**config)
@@ -120,8 +121,11 @@ def check_accepts_canonical_stream(record: FeedbackSinkRecord) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sink = _build(record, tmp)
         try:
-            for method in ("send", "flush", "close"):
-                assert callable(getattr(sink, method, None)), f"sink has no {method}()"
+            missing = [m for m in ("send", "flush", "close") if not hasattr(sink, m)]
+            assert isinstance(sink, FeedbackSink), (
+                f"sink {type(sink).__name__} is not a neuroplex.protocols.FeedbackSink "
+                f"(lacks {', '.join(f'{m}()' for m in missing)})"
+            )
             for event in canonical_events():
                 sink.send(event)
             sink.flush()
@@ -129,7 +133,7 @@ def check_accepts_canonical_stream(record: FeedbackSinkRecord) -> None:
             sink.close()
             raise
         sink.close()
-        if "run_dir" in record.capabilities:
+        if RUN_DIR in record.capabilities:
             assert any(Path(tmp).iterdir()), (
                 f"sink {record.name!r} has the run_dir capability but wrote nothing into the "
                 "run_dir it was given"

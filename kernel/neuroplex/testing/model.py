@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
+from neuroplex.protocols import TrainingStep
 from neuroplex.records import ModelRecord, resolve_factory
 
 if TYPE_CHECKING:
@@ -77,10 +78,11 @@ def check_builds_from_example_config(record: ModelRecord) -> None:
             )
     if record.training_step is not None:
         step = resolve_factory(record.training_step, component=f"model:{record.name}")()
-        for method in ("param_groups", "train_step", "eval_step"):
-            assert callable(getattr(step, method, None)), (
-                f"model {record.name!r}: training step {type(step).__name__} lacks {method}()"
-            )
+        missing = [m for m in ("param_groups", "train_step", "eval_step") if not hasattr(step, m)]
+        assert isinstance(step, TrainingStep), (
+            f"model {record.name!r}: training step {type(step).__name__} is not a "
+            f"neuroplex.protocols.TrainingStep (lacks {', '.join(f'{m}()' for m in missing)})"
+        )
 
 
 def check_forward_finite(record: ModelRecord) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from neuroplex.records import OptimizerRecord
+from neuroplex.protocols import Scheduler
+from neuroplex.records import NEEDS_METRIC, OptimizerRecord
 
 __all__ = ["CHECKS"]
 
@@ -88,8 +89,12 @@ def check_scheduler_changes_lr(record: OptimizerRecord) -> None:
     params, _ = _quadratic()
     opt = _sgd(params)
     sched = record.load()(opt, **record.example_config)
+    assert isinstance(sched, Scheduler), (
+        f"scheduler {record.name!r}: {type(sched).__name__} is not a neuroplex.protocols.Scheduler "
+        "(step(), state_dict(), load_state_dict())"
+    )
     seen = {opt.param_groups[0]["lr"]}
-    needs_metric = "needs_metric" in record.capabilities
+    needs_metric = NEEDS_METRIC in record.capabilities
     for _ in range(4):
         opt.step()
         sched.step(1.0) if needs_metric else sched.step()
@@ -103,7 +108,7 @@ def check_scheduler_changes_lr(record: OptimizerRecord) -> None:
 def check_scheduler_state_round_trip(record: OptimizerRecord) -> None:
     if record.role != "scheduler":
         return
-    needs_metric = "needs_metric" in record.capabilities
+    needs_metric = NEEDS_METRIC in record.capabilities
     runs = []
     for resume in (False, True):
         params, _ = _quadratic()

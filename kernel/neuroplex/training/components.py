@@ -6,13 +6,14 @@ from __future__ import annotations
 import contextlib
 import inspect
 import warnings
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import torch
 
 from neuroplex.config import TrainingConfig
 from neuroplex.errors import ConfigError
+from neuroplex.records import NEEDS_METRIC
 
 __all__ = ["build_optimizers", "plain_state", "resolve_device", "step_schedulers"]
 
@@ -44,14 +45,17 @@ Groups = dict[str, list[torch.nn.Parameter]]
 
 def build_optimizers(
     groups: Mapping[str, Any], config: TrainingConfig
-) -> tuple[Groups, dict[str, torch.optim.Optimizer], dict[str, Any]]:
+) -> tuple[Groups, dict[str, torch.optim.Optimizer], dict[str, Any], set[str]]:
     """One ``config.optimizer`` (and ``config.scheduler``) per group of the step's
-    ``param_groups``; a scheduler taking ``total_epochs`` gets ``config.epochs``."""
+    ``param_groups``; a scheduler taking ``total_epochs`` gets ``config.epochs``. The last
+    item names the groups whose scheduler's record declares the ``needs_metric`` capability
+    (:data:`~neuroplex.records.NEEDS_METRIC`): they are stepped with the monitored value."""
     from neuroplex.registry import create_optimizer, create_scheduler, get_record
 
     params_of: Groups = {}
     optimizers: dict[str, torch.optim.Optimizer] = {}
     schedulers: dict[str, Any] = {}
+    metric_schedulers: set[str] = set()
     if not groups:
         raise ConfigError("the training step returned no parameter groups")
     kwargs: dict[str, Any] = {"lr": config.learning_rate}
@@ -66,31 +70,42 @@ def build_optimizers(
         optimizers[name] = create_optimizer(config.optimizer, plist, **kwargs)
         if config.scheduler:
             params_s = dict(config.scheduler_params)
-            factory = get_record("optimizer", config.scheduler).load()
+            record = get_record("optimizer", config.scheduler)
+            if NEEDS_METRIC in record.capabilities:
+                metric_schedulers.add(name)
+            factory = record.load()
             with contextlib.suppress(TypeError, ValueError):
                 if "total_epochs" in inspect.signature(factory).parameters:
                     params_s.setdefault("total_epochs", config.epochs)
             schedulers[name] = create_scheduler(config.scheduler, optimizers[name], **params_s)
-    return params_of, optimizers, schedulers
+    return params_of, optimizers, schedulers, metric_schedulers
 
 
 def step_schedulers(
-    schedulers: Mapping[str, Any], value: float | None, config: TrainingConfig
+    schedulers: Mapping[str, Any],
+    value: float | None,
+    config: TrainingConfig,
+    metric_schedulers: Collection[str] = (),
 ) -> None:
-    """The epoch's scheduler step; plateau schedulers get the monitored ``value``."""
+    """The epoch's scheduler step; plateau schedulers and those named in
+    ``metric_schedulers`` (their record declares ``needs_metric``) get the monitored
+    ``value``."""
     with warnings.catch_warnings():
         # after a resume at an epoch's end the optimizer has not stepped in this process; the
         # order was right in the run that saved the checkpoint
         warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
-        _step_schedulers(schedulers, value, config)
+        _step_schedulers(schedulers, value, config, metric_schedulers)
 
 
 def _step_schedulers(
-    schedulers: Mapping[str, Any], value: float | None, config: TrainingConfig
+    schedulers: Mapping[str, Any],
+    value: float | None,
+    config: TrainingConfig,
+    metric_schedulers: Collection[str],
 ) -> None:
-    for sched in schedulers.values():
-        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau) or getattr(
-            sched, "needs_metric", False
+    for name, sched in schedulers.items():
+        if name in metric_schedulers or isinstance(
+            sched, torch.optim.lr_scheduler.ReduceLROnPlateau
         ):
             if value is None:
                 raise ConfigError(

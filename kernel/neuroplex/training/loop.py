@@ -95,6 +95,7 @@ class Trainer:
         self.accumulation = Accumulation()
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, Any] = {}
+        self.metric_schedulers: set[str] = set()  # stepped with the monitored value
         self.epoch = 0  # completed epochs
         self.global_step = 0  # optimizer steps (batches that stepped)
         self.batch_in_epoch = 0  # batches of the current epoch done
@@ -115,7 +116,7 @@ class Trainer:
     def _build(self) -> None:
         groups = dict(self.step.param_groups(self.model))
         built = build_optimizers(groups, self.config)
-        self.group_params, self.optimizers, self.schedulers = built
+        self.group_params, self.optimizers, self.schedulers, self.metric_schedulers = built
         self.precision = Precision.resolve(self.config.precision, self.device, self.event)
         self.scaler = self.precision.scaler
         self._check_grads = self.scaler is None
@@ -384,7 +385,12 @@ class Trainer:
         self.records.append(record)
         self.epoch = epoch
         self.batch_in_epoch = 0
-        step_schedulers(self.schedulers, record.metric(self.config.monitor), self.config)
+        step_schedulers(
+            self.schedulers,
+            record.metric(self.config.monitor),
+            self.config,
+            self.metric_schedulers,
+        )
         self.callbacks("on_epoch_end", self, record)
 
     # ------------------------------------------------------------------ checkpoints

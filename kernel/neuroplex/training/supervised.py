@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from neuroplex.errors import DataError
+from neuroplex.protocols import HasTrainingStep
 from neuroplex.steps import Optimize
 
 __all__ = ["SupervisedStep", "resolve_step"]
@@ -79,7 +80,6 @@ def resolve_step(model: torch.nn.Module, step: Any = None) -> Any:
     else :class:`SupervisedStep`."""
     if step is not None:
         return step
-    own = getattr(model, "neuroplex_training_step", None)
-    if callable(own):
-        return own()
+    if isinstance(model, HasTrainingStep):
+        return model.neuroplex_training_step()
     return SupervisedStep()

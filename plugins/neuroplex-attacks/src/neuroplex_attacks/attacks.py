@@ -132,7 +132,8 @@ def pgd(
 def _l2(t: torch.Tensor) -> torch.Tensor:
     """Per-sample L2 norm, shaped ``(N, 1, ..., 1)`` for broadcasting."""
     flat = t.reshape(t.shape[0], -1).norm(p=2, dim=1)
-    return flat.view(-1, *([1] * (t.ndim - 1)))
+    shaped: torch.Tensor = flat.view(-1, *([1] * (t.ndim - 1)))
+    return shaped
 
 
 def pgd_l2(

@@ -7,6 +7,9 @@ from collections.abc import Iterator
 
 from neuroplex import AnalyzerRecord, PolicyRecord, hookimpl
 
+#: the neuroplex hook API this plugin is built for (the kernel refuses another major version)
+NEUROPLEX_HOOK_API_VERSION = 1
+
 _MOD = "neuroplex_attacks.analyzers"
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from neuroplex import ConfigError, PolicyContext, PolicyDecision, PolicyOutcome, create_analyzer
+from neuroplex.protocols import AdversarialCrafter
 
 __all__ = ["OPTIONS", "AdversarialPolicy"]
 
@@ -135,7 +136,7 @@ class AdversarialPolicy:
             input_range=tuple(context.data.input_range),
             **self.train_attack_options,
         )
-        if not callable(getattr(crafter, "adversarial_examples", None)):
+        if not isinstance(crafter, AdversarialCrafter):
             raise ConfigError(
                 f"analyzer {self.train_attack!r} cannot craft adversarial examples (it has no "
                 "adversarial_examples(x, y) method); choose an attack such as fgsm or pgd",

@@ -37,7 +37,7 @@ def square_fraction(p_init: float, it: int, n_queries: int, rescale: bool = True
     """Fraction of the positions a window covers at query ``it`` (the paper's schedule)."""
     if rescale:
         it = int(it / max(n_queries, 1) * 10000)
-    return p_init / 2 ** sum(it > b for b in _SCHEDULE)
+    return p_init / 2.0 ** sum(it > b for b in _SCHEDULE)
 
 
 def _margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -70,8 +70,8 @@ def _rings(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Te
     ring = torch.maximum(rows[:, None], cols[None, :])
     levels = torch.arange(max(h, w), device=device, dtype=dtype)
     weight = (1.0 / (levels + 1) ** 2).flip(0).cumsum(0).flip(0)  # weight[r] = Σ_{k≥r}
-    out = weight[ring]
-    return out / out.norm().clamp_min(_TINY)
+    out: torch.Tensor = weight[ring]
+    return torch.div(out, out.norm().clamp_min(_TINY))
 
 
 def _meta_square(
@@ -85,11 +85,12 @@ def _meta_square(
     if top:
         out[:top] = _rings(top, w, device, dtype)
     out[top:] = -_rings(h - top, w, device, dtype)
-    return out / out.norm().clamp_min(_TINY)
+    return torch.div(out, out.norm().clamp_min(_TINY))
 
 
 def _l2(t: torch.Tensor) -> torch.Tensor:
-    return t.reshape(t.shape[0], -1).norm(p=2, dim=1).view(-1, 1, 1, 1)
+    norms: torch.Tensor = torch.linalg.vector_norm(t.reshape(t.shape[0], -1), ord=2, dim=1)
+    return norms.view(-1, 1, 1, 1)
 
 
 def _signs(gen: torch.Generator, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:

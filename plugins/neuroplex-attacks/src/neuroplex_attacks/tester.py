@@ -24,7 +24,7 @@ from neuroplex.analysis.backend import (
 from neuroplex.analysis.inputs import as_inputs, as_labels, check_logits
 from neuroplex.errors import ConfigError
 from neuroplex_attacks import attacks as _attacks
-from neuroplex_attacks import autoattack as _aa
+from neuroplex_attacks.autoattack import MIN_CLASSES, SequenceOutcome, plan, run_sequence
 from neuroplex_attacks.results import (
     AdversarialDataset,
     AutoAttackResult,
@@ -174,7 +174,7 @@ def _autoattack_plan(
             path="options",
         )
     try:
-        steps = _aa.plan(version, attacks, params.get("norm", "linf"), options, gradients=True)
+        steps = plan(version, attacks, params.get("norm", "linf"), options, gradients=True)
         for name, step in steps:
             unknown = sorted(set(step) - set(_attacks.attack_parameters(name)))
             if unknown:
@@ -488,7 +488,7 @@ class AdversarialTester:
         xt, yt = self._inputs(x, y)
         base_seed = self.seed if seed is None else int(seed)
         names = [name for name, _ in steps]
-        outcomes: list[_aa.SequenceOutcome] = []
+        outcomes: list[SequenceOutcome] = []
         started = time.perf_counter()
         with eval_mode(self.model), on_device(self._resolved, self.device):
             for i, start in enumerate(self._batches(int(xt.shape[0]), "autoattack")):
@@ -497,14 +497,14 @@ class AdversarialTester:
                 with torch.no_grad():
                     n_classes = int(checked(xb).shape[1])
                 for name in names:
-                    if n_classes < _aa.MIN_CLASSES[name]:
+                    if n_classes < MIN_CLASSES[name]:
                         raise ConfigError(
-                            f"{name} needs at least {_aa.MIN_CLASSES[name]} classes; the model "
+                            f"{name} needs at least {MIN_CLASSES[name]} classes; the model "
                             f"has {n_classes}: use attacks=['apgd_ce', 'fab_t', 'square']",
                             path="attacks",
                         )
                 outcomes.append(
-                    _aa.run_sequence(
+                    run_sequence(
                         checked,
                         xb,
                         yb,

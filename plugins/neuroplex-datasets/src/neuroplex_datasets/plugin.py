@@ -7,6 +7,9 @@ from pathlib import Path
 
 from neuroplex import DatasetRecord, hookimpl
 
+#: the neuroplex hook API this plugin is built for (the kernel refuses another major version)
+NEUROPLEX_HOOK_API_VERSION = 1
+
 _MOD = "neuroplex_datasets.sets"
 #: small example files shipped in the package (75 rows of iris), used by the examples and the
 #: conformance kit

@@ -106,10 +106,10 @@ def synthetic(
         )
     if task == "regression":
         X = rng.normal(size=(n_samples, n_features))
-        y = X @ rng.normal(size=n_features) + rng.normal(0, noise, size=n_samples)
+        target = X @ rng.normal(size=n_features) + rng.normal(0, noise, size=n_samples)
         return make_splits(
             X,
-            y,
+            target,
             name="synthetic",
             seed=seed,
             val_fraction=val_fraction,

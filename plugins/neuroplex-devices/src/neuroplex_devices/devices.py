@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from neuroplex import ConfigError
+from neuroplex.protocols import Device as DeviceProtocol
 
 __all__ = ["CpuDevice", "CudaDevice", "Device", "GPUHandler", "MpsDevice", "auto"]
 
@@ -144,7 +145,7 @@ class MpsDevice(Device):
         return {"name": "mps", "available": self.is_available()}
 
 
-def auto(**config: Any) -> Device:
+def auto(**config: Any) -> DeviceProtocol:
     """The available registered device of highest ``DeviceRecord.priority`` (not hook order)."""
     from neuroplex.records import DeviceRecord
     from neuroplex.registry import create_device, list_components
@@ -158,7 +159,7 @@ def auto(**config: Any) -> Device:
         try:
             device = create_device(record.name, **(config if record.name == "cuda" else {}))
             if device.is_available():
-                return device  # type: ignore[no-any-return]
+                return device
         except Exception:
             continue
     return CpuDevice()

@@ -6,6 +6,9 @@ from collections.abc import Iterator
 
 from neuroplex import DeviceRecord, hookimpl
 
+#: the neuroplex hook API this plugin is built for (the kernel refuses another major version)
+NEUROPLEX_HOOK_API_VERSION = 1
+
 _DEV = "neuroplex_devices.devices"
 
 

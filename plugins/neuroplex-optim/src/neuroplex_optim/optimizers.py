@@ -7,7 +7,7 @@ dimension), the usual practice; pass ``decay_all=True`` to decay everything.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -29,7 +29,7 @@ def param_groups(params: Iterable[Any], weight_decay: float, decay_all: bool = F
     for group in groups:
         plist = list(group["params"])
         rest = {k: v for k, v in group.items() if k != "params"}
-        wd = float(rest.pop("weight_decay", weight_decay))
+        wd = float(cast(float, rest.pop("weight_decay", weight_decay)))
         if decay_all or wd == 0:
             out.append({**rest, "params": plist, "weight_decay": wd})
             continue

@@ -6,6 +6,9 @@ from collections.abc import Iterator
 
 from neuroplex import OptimizerRecord, hookimpl
 
+#: the neuroplex hook API this plugin is built for (the kernel refuses another major version)
+NEUROPLEX_HOOK_API_VERSION = 1
+
 _OPT = "neuroplex_optim.optimizers"
 _SCHED = "neuroplex_optim.schedulers"
 

@@ -7,7 +7,7 @@ monitored value. ``cosine`` takes ``total_epochs`` (the Trainer passes ``config.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -53,15 +53,17 @@ class WarmupCosine(torch.optim.lr_scheduler.LRScheduler):
 
     def get_lr(self) -> list[float]:  # type: ignore[override]
         e = self.last_epoch
-        out = []
+        out: list[float] = []
         for base in self.base_lrs:
             if e < self.warmup_epochs:
                 f = self.warmup_start_factor
-                out.append(base * (f + (1 - f) * e / self.warmup_epochs))
+                out.append(float(base * (f + (1 - f) * e / self.warmup_epochs)))
             else:
                 span = max(1, self.total_epochs - self.warmup_epochs)
                 t = min(1.0, (e - self.warmup_epochs) / span)
-                out.append(self.min_lr + (base - self.min_lr) * 0.5 * (1 + math.cos(math.pi * t)))
+                out.append(
+                    float(self.min_lr + (base - self.min_lr) * 0.5 * (1 + math.cos(math.pi * t)))
+                )
         return out
 
 
@@ -77,7 +79,7 @@ def cosine(
 
 def plateau(
     optimizer: torch.optim.Optimizer,
-    mode: str = "min",
+    mode: Literal["min", "max"] = "min",
     factor: float = 0.1,
     patience: int = 10,
     min_lr: float = 0.0,
@@ -92,5 +94,5 @@ def plateau(
         factor=factor,
         patience=patience,
         min_lr=min_lr,
-        threshold=threshold,  # type: ignore[arg-type]
+        threshold=threshold,
     )

@@ -122,8 +122,8 @@ class MlflowSink:
                 self.client.log_param(run_id, key, value)
         elif event.kind in ("epoch", "metrics", "analysis"):
             prefix = "" if event.kind == "epoch" else f"{event.name}."
-            for key, value in numeric_leaves(event.payload):
-                self.client.log_metric(run_id, _clean(prefix + key), value, step=event.step)
+            for key, number in numeric_leaves(event.payload):
+                self.client.log_metric(run_id, _clean(prefix + key), number, step=event.step)
         elif event.kind == "decision":
             p = event.payload
             tag = f"decision.{p.get('policy', event.name)}.{p.get('round', event.step)}"

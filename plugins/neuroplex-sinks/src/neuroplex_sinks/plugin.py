@@ -7,6 +7,9 @@ from collections.abc import Iterator
 
 from neuroplex import FeedbackSinkRecord, PolicyRecord, hookimpl
 
+#: the neuroplex hook API this plugin is built for (the kernel refuses another major version)
+NEUROPLEX_HOOK_API_VERSION = 1
+
 
 @hookimpl
 def neuroplex_register_feedback_sinks() -> Iterator[FeedbackSinkRecord]:
