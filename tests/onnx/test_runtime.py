@@ -216,7 +216,7 @@ def test_fixed_batch_gradient_graph_pads_any_batch(tmp_path: Path) -> None:
         (x, torch.zeros(3, 3)),
         opset=18,
         input_names=["input", "grad_output"],
-        output_names=["grad_input"],
+        output_names=["grad_input", "output"],
         graph="v",
         dynamic=False,
     )
