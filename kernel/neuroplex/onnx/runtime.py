@@ -172,19 +172,37 @@ def activation_map(model: Any) -> dict[str, str]:
 
 
 class _OrtVjp(torch.autograd.Function):
-    """Forward on the forward session, backward on the VJP session."""
+    """Forward and backward on ONNX Runtime.
+
+    With the split VJP graph (:mod:`neuroplex.onnx._partition`): the forward session also
+    returns the tensors the backward needs, and the backward session takes them (one forward,
+    one backward). Otherwise: the forward session, then the VJP session (which recomputes the
+    forward).
+    """
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, owner: OnnxModule) -> torch.Tensor:
         ctx.owner = owner
-        ctx.save_for_backward(x)
-        return owner._run([x])[0]
+        split = owner._split_sessions()
+        if split is None:
+            ctx.saved = None
+            ctx.save_for_backward(x)
+            return owner._run([x])[0]
+        output, *saved = owner._run([x], split[0])
+        ctx.saved, ctx.dtype = saved, x.dtype
+        return output
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (x,) = ctx.saved_tensors
         owner: OnnxModule = ctx.owner
-        return owner.vjp(x, grad_output), None
+        if ctx.saved is None:
+            (x,) = ctx.saved_tensors
+            return owner.vjp(x, grad_output), None
+        split = owner._split_sessions()
+        assert split is not None
+        saved, ctx.saved = ctx.saved, None  # a second backward would need retain_graph
+        grad = grad_output.detach().to(ctx.dtype).contiguous()
+        return owner._run([*saved, grad], split[1])[0], None
 
 
 class OnnxModule(nn.Module):
@@ -269,6 +287,8 @@ class OnnxModule(nn.Module):
         self._last_ok: tuple[Any, Any] = (None, None)
         self._vjp_session: Any = None
         self._vjp_batch: int | None = None
+        self._vjp_proto: Any = None
+        self._split: tuple[Any, Any] | None = None
         self.tier, self.tier_reason = self._load_gradient_graph(gradient_graph)
         self._loss_sources = self._find_loss_graphs(loss_graphs)
         self._loss_sessions: dict[str, tuple[Any, int | None]] = {}
@@ -340,8 +360,35 @@ class OnnxModule(nn.Module):
             )
         batch = self._vjp_session.get_inputs()[0].shape[0]
         self._vjp_batch = batch if isinstance(batch, int) else None
+        self._vjp_proto = proto if self._vjp_batch is None else None
         how = f"fixed batch {batch}, padded" if self._vjp_batch else "dynamic batch"
         return "gradients", f"exported VJP graph ({how})"
+
+    def _split_sessions(self) -> tuple[Any, Any] | None:
+        """Sessions of the split VJP graph (forward with saved tensors, backward), built on
+        first use; ``None`` when the graph cannot be split (then the VJP session is used)."""
+        if self._split is None and self._vjp_proto is not None:
+            import onnxruntime as ort
+
+            from neuroplex.onnx._partition import partition_vjp
+
+            proto, self._vjp_proto = self._vjp_proto, None
+            try:
+                parts = partition_vjp(proto)
+                if parts is not None:
+                    fwd, bwd = (
+                        ort.InferenceSession(
+                            p.SerializeToString(),
+                            self._options,
+                            providers=self._providers,
+                            disabled_optimizers=self._disabled,
+                        )
+                        for p in parts[:2]
+                    )
+                    self._split = (fwd, bwd)
+            except Exception:  # an unusual graph: keep the VJP path, which is verified
+                self._split = None
+        return self._split
 
     # -- fused loss-gradient graphs ----------------------------------------------------------
     def _find_loss_graphs(
