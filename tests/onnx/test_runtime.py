@@ -216,7 +216,7 @@ def test_fixed_batch_gradient_graph_pads_any_batch(tmp_path: Path) -> None:
         (x, torch.zeros(3, 3)),
         opset=18,
         input_names=["input", "grad_output"],
-        output_names=["grad_input"],
+        output_names=["grad_input", "output"],
         graph="v",
         dynamic=False,
     )
@@ -333,3 +333,18 @@ def test_max_pool_gradient_routes_ties_like_pytorch(
     (expected,) = torch.autograd.grad(model(xt), xt, go)
     got = runtime.vjp(x, go)
     assert (got - expected).abs().max().item() <= 1e-6
+
+
+def test_backward_runs_the_split_graph_without_a_second_forward(cnn_export: Any) -> None:
+    model, result = cnn_export
+    runtime = load_onnx(result.path)
+    x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(6))
+    w = torch.randn(5, 10, generator=torch.Generator().manual_seed(7))
+    xa = x.clone().requires_grad_(True)
+    (got,) = torch.autograd.grad((runtime(xa) * w).sum(), xa)
+    split = runtime._split_sessions()
+    assert split is not None  # forward returned the saved tensors, backward took them
+    assert split[0].get_outputs()[0].name == "output"
+    xb = x.clone().requires_grad_(True)
+    (ref,) = torch.autograd.grad((model(xb) * w).sum(), xb)
+    assert (got - ref).abs().max().item() <= 1e-6

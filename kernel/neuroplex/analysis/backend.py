@@ -23,6 +23,7 @@ from neuroplex.protocols import TorchPlacement
 __all__ = [
     "ResolvedModel",
     "eval_mode",
+    "fused_loss_gradient",
     "on_device",
     "require_gradients",
     "resolve_device",
@@ -122,6 +123,25 @@ def resolve_model(model: Any) -> ResolvedModel:
         "or a path to a '.onnx' file",
         path="model",
     )
+
+
+def fused_loss_gradient(
+    module: torch.nn.Module, loss: str, x: torch.Tensor, *labels: torch.Tensor
+) -> torch.Tensor | None:
+    """``d sum_i loss_i / d x`` (shape of ``x``) from the model's fused loss-gradient graph, or
+    ``None`` when ``module`` is not an ``OnnxModule`` with a ``loss`` graph (then use autograd).
+
+    One ONNX Runtime call (forward, loss and backward together); ``loss`` and ``labels`` as in
+    :meth:`neuroplex.onnx.OnnxModule.loss_and_grad`. The gradient is of the *sum* of the
+    per-sample losses: divide by ``N`` for the batch mean.
+    """
+    onnx_type = _onnx_module_type()
+    if onnx_type is None or not isinstance(module, onnx_type):
+        return None
+    if not module.has_loss_graph(loss):
+        return None
+    grad: torch.Tensor = module.loss_and_grad(x, *labels, loss=loss).grad
+    return grad
 
 
 def require_gradients(resolved: ResolvedModel, method: str) -> None:

@@ -1,6 +1,7 @@
 """Tracing the vector-Jacobian product of a model into an exportable graph.
 
-``vjp(x, grad_output) = (d model(x) / d x)^T · grad_output`` is traced with
+``vjp(x, grad_output) = (d model(x) / d x)^T · grad_output`` (and ``model(x)``, the second
+output) is traced with
 ``make_fx`` over core ATen decompositions, plus custom decompositions of backward ops that
 ONNX has no function for: ``convolution_backward`` becomes a transposed convolution of
 ``grad_output`` with the forward weight, ``avg_pool2d_backward`` a depthwise transposed
@@ -186,14 +187,15 @@ def frozen_parameters(module: nn.Module) -> Iterator[None]:
 
 
 def _vjp_function(module: nn.Module) -> Any:
-    def vjp(x: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
+    def vjp(x: torch.Tensor, grad_output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
             y = module(x)
             if not isinstance(y, torch.Tensor):
                 raise TypeError("the model returns more than one tensor")
             (grad,) = torch.autograd.grad(y, x, grad_output, allow_unused=True)
-        return grad if grad is not None else torch.zeros_like(x)
+        # the output too: fused loss graphs splice their loss head between it and grad_output
+        return (grad if grad is not None else torch.zeros_like(x)), y.detach()
 
     return vjp
 
@@ -245,12 +247,14 @@ def trace_vjp(module: nn.Module, x: torch.Tensor, *, symbolic: bool) -> torch.fx
 
 
 class VjpModule(nn.Module):
-    """Wraps a traced VJP graph as a module with inputs ``(input, grad_output)``."""
+    """Wraps a traced VJP graph as a module ``(input, grad_output) -> (grad_input, output)``."""
 
     def __init__(self, graph: torch.fx.GraphModule) -> None:
         super().__init__()
         self.graph_module = graph
 
-    def forward(self, x: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.graph_module(x, grad_output)
+    def forward(
+        self, x: torch.Tensor, grad_output: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        out: tuple[torch.Tensor, torch.Tensor] = self.graph_module(x, grad_output)
         return out

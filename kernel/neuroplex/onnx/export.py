@@ -12,6 +12,7 @@ leaves no file behind.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import os
 import re
@@ -158,6 +159,10 @@ def graph_path(path: str | os.PathLike[str], graph: str) -> Path:
 
 def _vjp_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.vjp.onnx")
+
+
+def _loss_path(path: Path, loss: str) -> Path:
+    return path.with_name(f"{path.stem}.loss-{loss}.onnx")
 
 
 # -- inputs ------------------------------------------------------------------------------------
@@ -382,7 +387,7 @@ def _export_vjp(
                 (example, zeros),
                 opset=opset,
                 input_names=("input", "grad_output"),
-                output_names=("grad_input",),
+                output_names=("grad_input", "output"),
                 graph=f"{graph}/vjp",
                 dynamic=symbolic,
             )
@@ -391,6 +396,34 @@ def _export_vjp(
         except Exception as exc:  # tracing or exporting the backward graph failed
             errors.append(f"{'symbolic' if symbolic else 'fixed-batch'}: {_first_line(exc)}")
     return None, "gradient graph not exportable: " + "; ".join(errors)
+
+
+def _export_loss(vjp: Any, loss: str, *, opset: int) -> tuple[Any | None, str]:
+    """The fused loss-gradient graph of ``loss`` (or ``None``) and how it was made or why not:
+    the loss head (ONNX operators) spliced into the VJP graph."""
+    from neuroplex.onnx._losses import LOSSES, head_graph, splice
+
+    spec = LOSSES[loss]
+    try:
+        head = head_graph(spec, vjp.graph.output[1], opset)
+        return splice(vjp, head, spec), f"{loss} loss graph (VJP graph + loss head)"
+    except Exception as exc:  # an unusual VJP graph the splice cannot handle
+        return None, f"{loss} loss graph not buildable: {_first_line(exc)}"
+
+
+def _check_losses(losses: Sequence[str] | None) -> tuple[str, ...]:
+    from neuroplex.onnx._losses import DEFAULT_LOSSES, LOSSES
+
+    if losses is None:
+        return DEFAULT_LOSSES
+    chosen = tuple(dict.fromkeys(losses))
+    unknown = [name for name in chosen if name not in LOSSES]
+    if unknown:
+        raise ExportError(
+            f"unknown loss graph(s) {unknown} in losses=: choose from {', '.join(LOSSES)} "
+            "(or losses=() for none)"
+        )
+    return chosen
 
 
 def _input_spec(args: tuple[torch.Tensor, ...], names: Sequence[str], rng: Any) -> list[Any]:
@@ -482,6 +515,7 @@ def export_onnx(
     rtol: float | None = None,
     contrib_ops: bool = True,
     progress: bool | None = None,
+    losses: Sequence[str] | None = None,
 ) -> ExportResult:
     """Export ``model`` to ONNX, verify it against PyTorch, and publish the files.
 
@@ -506,6 +540,12 @@ def export_onnx(
             (``com.microsoft.MultiHeadAttention`` for plain self-attention); ``False`` keeps
             standard ONNX ops only (for other runtimes).
         progress: show a progress bar (default: when stderr is a terminal).
+        losses: the fused loss-gradient graphs ``(input, labels) -> (output, loss,
+            grad_input)`` to write beside the file as ``<stem>.loss-<name>.onnx`` (names from
+            :data:`neuroplex.onnx.LOSSES`; default ``("ce", "selected")``, ``()`` for none).
+            Written only with the gradient tier and a ``(N, C)`` output; each is verified
+            against autograd, and one that fails is dropped with the reason in the metadata
+            (``loss_graphs_dropped``).
 
     Returns:
         an :class:`ExportResult` with one :class:`GraphExport` per graph.
@@ -523,6 +563,7 @@ def export_onnx(
         raise ExportError(f"export path {str(path)!r} must end in '.onnx'")
     path.parent.mkdir(parents=True, exist_ok=True)
     graphs = tuple(graphs) if graphs else _default_graphs(model)
+    loss_names = _check_losses(losses) if gradients else ()
     meta = dict(metadata or {})
     input_range = meta.pop("input_range", None)
     class_names = list(meta.pop("class_names", []) or [])
@@ -558,6 +599,7 @@ def export_onnx(
                         atol=atol,
                         rtol=rtol,
                         contrib_ops=contrib_ops,
+                        losses=loss_names,
                         bar=bar,
                     )
                 )
@@ -581,6 +623,7 @@ def _export_graph(
     atol: float | None,
     rtol: float | None,
     contrib_ops: bool,
+    losses: tuple[str, ...],
     bar: Any,
 ) -> GraphExport:
     start = time.perf_counter()
@@ -623,6 +666,11 @@ def _export_graph(
         bar.set_description(f"onnx export {graph}: gradient graph")
         vjp_proto, reason = _export_vjp(module, args[0], opset=opset, graph=graph)
         tier = "gradients" if vjp_proto is not None else "forward_only"
+    loss_protos: dict[str, Any] = {}
+    dropped: dict[str, str] = {}
+    if vjp_proto is not None and losses:
+        bar.set_description(f"onnx export {graph}: loss graphs")
+        loss_protos, dropped = _export_losses(vjp_proto, outputs, losses, opset, graph)
     bar.update()
 
     vjp_target = _vjp_path(target)
@@ -650,6 +698,13 @@ def _export_graph(
             _save(vjp_proto, tmp_vjp)
         _set_metadata(proto, {**metadata, "tier": tier, "tier_reason": reason})
         _save(proto, tmp_fwd)
+        tmp_losses = {}
+        for loss, loss_proto in loss_protos.items():
+            tmp_losses[loss] = Path(tmp) / _loss_path(target, loss).name
+            _set_metadata(
+                loss_proto, {"graph": f"{graph}/loss-{loss}", "versions": common["versions"]}
+            )
+            _save(loss_proto, tmp_losses[loss])
         report = None
         if verify:
             bar.set_description(f"onnx export {graph}: verify")
@@ -667,20 +722,41 @@ def _export_graph(
             )
             if tier != "gradients":
                 vjp_proto = None
+                dropped.update(dict.fromkeys(tmp_losses, "the gradient graph failed verification"))
+                tmp_losses = {}
+            else:
+                failed, rows = _verify_losses(
+                    tmp_fwd, tmp_vjp, tmp_losses, module, graph, common.get("input_range")
+                )
+                dropped.update(failed)
+                tmp_losses = {k: v for k, v in tmp_losses.items() if k not in failed}
+                report = attrs.evolve(report, rows=(*report.rows, *rows))
+        loss_meta = {
+            loss: {
+                "file": _loss_path(target, loss).name,
+                "sha256": hashlib.sha256(file.read_bytes()).hexdigest(),
+            }
+            for loss, file in tmp_losses.items()
+        }
         if vjp_proto is not None:
             digest = hashlib.sha256(tmp_vjp.read_bytes()).hexdigest()
-            final: dict[str, str | None] = {
+            final: dict[str, Any] = {
                 "gradient_graph": vjp_target.name,
                 "gradient_sha256": digest,
             }
         else:
             final = {"gradient_graph": None, "gradient_sha256": None}
+        final.update({"loss_graphs": loss_meta, "loss_graphs_dropped": dropped})
         _set_metadata(proto, {**metadata, "tier": tier, "tier_reason": reason, **final})
         _save(proto, tmp_fwd)
         if vjp_proto is not None:
             os.replace(tmp_vjp, vjp_target)
         elif vjp_target.exists():
             vjp_target.unlink()  # a stale gradient graph of an earlier export
+        for stale in target.parent.glob(f"{glob.escape(target.stem)}.loss-*.onnx"):
+            stale.unlink()  # loss graphs of an earlier export
+        for loss, file in tmp_losses.items():
+            os.replace(file, _loss_path(target, loss))
         os.replace(tmp_fwd, target)
     bar.update()
     return GraphExport(
@@ -692,6 +768,69 @@ def _export_graph(
         report=report,
         seconds=time.perf_counter() - start,
     )
+
+
+def _export_losses(
+    vjp: Any,
+    outputs: torch.Tensor,
+    losses: tuple[str, ...],
+    opset: int,
+    graph: str,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The loss graphs that export, and why the others did not."""
+    from neuroplex.onnx._losses import LOSSES
+
+    protos: dict[str, Any] = {}
+    dropped: dict[str, str] = {}
+    for loss in losses:
+        spec = LOSSES[loss]
+        if outputs.dim() != 2 or outputs.shape[1] < spec.min_classes:
+            dropped[loss] = (
+                f"needs (N, C) logits with C >= {spec.min_classes}, the output has shape "
+                f"{tuple(outputs.shape)}"
+            )
+            continue
+        proto, how = _export_loss(vjp, loss, opset=opset)
+        if proto is None:
+            dropped[loss] = how
+        else:
+            protos[loss] = proto
+    return protos, dropped
+
+
+def _verify_losses(
+    fwd: Path,
+    vjp: Path,
+    files: Mapping[str, Path],
+    module: nn.Module,
+    graph: str,
+    input_range: Any,
+) -> tuple[dict[str, str], list[Any]]:
+    """Verify each loss graph against autograd: ``{loss: why it failed}`` and the rows."""
+    from neuroplex.onnx.verify import verify_loss_graph
+
+    if not files:
+        return {}, []
+    runtime = OnnxModule(fwd, device="cpu", gradient_graph=vjp, loss_graphs=dict(files))
+    failed: dict[str, str] = {}
+    rows: list[Any] = []
+    for loss in files:
+        try:
+            loss_rows = verify_loss_graph(
+                runtime, module, loss, graph=graph, input_range=input_range
+            )
+        except Exception as exc:  # ONNX Runtime refused the graph: drop it, say why
+            failed[loss] = f"failed verification: {type(exc).__name__}: {_first_line(exc)}"
+            continue
+        rows += loss_rows
+        bad = [r for r in loss_rows if not r.passed]
+        if bad:
+            worst = max(bad, key=lambda r: r.max_rel)
+            failed[loss] = (
+                f"failed verification: {worst.output} max abs err {worst.max_abs:.3g}, "
+                f"max rel err {worst.max_rel:.3g}, sign agreement {worst.sign_agreement}"
+            )
+    return failed, rows
 
 
 def _verify(

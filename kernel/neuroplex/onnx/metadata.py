@@ -19,6 +19,9 @@ key                       value
 ``tier_reason``           why the tier is what it is (one line)
 ``gradient_graph``        file name of the VJP graph beside this file, or ``null``
 ``gradient_sha256``       SHA-256 of that file (a mismatched file is not used)
+``loss_graphs``           ``{loss: {"file", "sha256"}}``: the verified fused loss-gradient graphs
+                          beside this file (see :mod:`neuroplex.onnx._losses`)
+``loss_graphs_dropped``   ``{loss: reason}``: requested loss graphs that were not written
 ``user``                  extra metadata passed to ``export_onnx(metadata=...)``
 ========================  =====================================================================
 """

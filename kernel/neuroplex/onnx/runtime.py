@@ -21,7 +21,7 @@ import ast
 import hashlib
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from neuroplex.onnx._checks import MAX_ONNX_BYTES, load_checked_model
 from neuroplex.onnx.metadata import decode_metadata
 from neuroplex.protocols import TorchPlacement
 
-__all__ = ["InputSpec", "OnnxModule", "load_onnx", "predict"]
+__all__ = ["InputSpec", "LossGradient", "OnnxModule", "load_onnx", "predict"]
 
 _ORT_DTYPES: dict[str, torch.dtype] = {
     "tensor(float)": torch.float32,
@@ -67,6 +67,22 @@ class InputSpec:
     def describe(self) -> str:
         dims = ", ".join("N" if d is None else str(d) for d in self.shape)
         return f"{self.name}: ({dims}) {str(self.dtype).removeprefix('torch.')}"
+
+
+@attrs.frozen(kw_only=True)
+class LossGradient:
+    """One call of a fused loss-gradient graph (:meth:`OnnxModule.loss_and_grad`).
+
+    Attributes:
+        output: the model output ``(N, C)``.
+        loss: the per-sample loss ``(N,)``.
+        grad: ``d sum(loss) / d input``, the input's shape (row ``i`` is the gradient of
+            ``loss[i]`` alone: samples are independent in eval mode).
+    """
+
+    output: torch.Tensor
+    loss: torch.Tensor
+    grad: torch.Tensor
 
 
 def _spec(arg: Any) -> InputSpec:
@@ -157,19 +173,37 @@ def activation_map(model: Any) -> dict[str, str]:
 
 
 class _OrtVjp(torch.autograd.Function):
-    """Forward on the forward session, backward on the VJP session."""
+    """Forward and backward on ONNX Runtime.
+
+    With the split VJP graph (:mod:`neuroplex.onnx._partition`): the forward session also
+    returns the tensors the backward needs, and the backward session takes them (one forward,
+    one backward). Otherwise: the forward session, then the VJP session (which recomputes the
+    forward).
+    """
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, owner: OnnxModule) -> torch.Tensor:
         ctx.owner = owner
-        ctx.save_for_backward(x)
-        return owner._run([x])[0]
+        split = owner._split_sessions()
+        if split is None:
+            ctx.saved = None
+            ctx.save_for_backward(x)
+            return owner._run([x])[0]
+        output, *saved = owner._run([x], split[0])
+        ctx.saved, ctx.dtype = saved, x.dtype
+        return output
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (x,) = ctx.saved_tensors
         owner: OnnxModule = ctx.owner
-        return owner.vjp(x, grad_output), None
+        if ctx.saved is None:
+            (x,) = ctx.saved_tensors
+            return owner.vjp(x, grad_output), None
+        split = owner._split_sessions()
+        assert split is not None
+        saved, ctx.saved = ctx.saved, None  # a second backward would need retain_graph
+        grad = grad_output.detach().to(ctx.dtype).contiguous()
+        return owner._run([*saved, grad], split[1])[0], None
 
 
 class OnnxModule(nn.Module):
@@ -183,6 +217,8 @@ class OnnxModule(nn.Module):
             (default: CUDA when a GPU and the CUDA provider are present, else CPU).
         gradient_graph: ``"auto"`` (the file named in the metadata, beside ``source``), a path
             or bytes of a VJP graph, or ``None`` for forward only.
+        loss_graphs: ``"auto"`` (the fused loss-gradient graphs named in the metadata, beside
+            ``source``), ``{loss: path or bytes}``, or ``None`` for none. They load on first use.
         intra_op_threads: ONNX Runtime intra-op threads (default: ORT's, the physical cores).
         tf32: allow TF32 on the CUDA provider (off by default, for parity with PyTorch).
         spin: let idle ORT worker threads spin (lower latency when ORT runs alone; off by
@@ -201,6 +237,7 @@ class OnnxModule(nn.Module):
         device: Any = None,
         *,
         gradient_graph: str | os.PathLike[str] | bytes | None = "auto",
+        loss_graphs: str | Mapping[str, str | os.PathLike[str] | bytes] | None = "auto",
         intra_op_threads: int | None = None,
         tf32: bool = False,
         spin: bool = False,
@@ -251,7 +288,11 @@ class OnnxModule(nn.Module):
         self._last_ok: tuple[Any, Any] = (None, None)
         self._vjp_session: Any = None
         self._vjp_batch: int | None = None
+        self._vjp_proto: Any = None
+        self._split: tuple[Any, Any] | None = None
         self.tier, self.tier_reason = self._load_gradient_graph(gradient_graph)
+        self._loss_sources = self._find_loss_graphs(loss_graphs)
+        self._loss_sessions: dict[str, tuple[Any, int | None]] = {}
         self._activation_session: Any = None
         self._activation_map: dict[str, str] | None = None
 
@@ -320,8 +361,151 @@ class OnnxModule(nn.Module):
             )
         batch = self._vjp_session.get_inputs()[0].shape[0]
         self._vjp_batch = batch if isinstance(batch, int) else None
+        self._vjp_proto = proto if self._vjp_batch is None else None
         how = f"fixed batch {batch}, padded" if self._vjp_batch else "dynamic batch"
         return "gradients", f"exported VJP graph ({how})"
+
+    def _split_sessions(self) -> tuple[Any, Any] | None:
+        """Sessions of the split VJP graph (forward with saved tensors, backward), built on
+        first use; ``None`` when the graph cannot be split (then the VJP session is used)."""
+        if self._split is None and self._vjp_proto is not None:
+            import onnxruntime as ort
+
+            from neuroplex.onnx._partition import partition_vjp
+
+            proto, self._vjp_proto = self._vjp_proto, None
+            try:
+                parts = partition_vjp(proto)
+                if parts is not None:
+                    fwd, bwd = (
+                        ort.InferenceSession(
+                            p.SerializeToString(),
+                            self._options,
+                            providers=self._providers,
+                            disabled_optimizers=self._disabled,
+                        )
+                        for p in parts[:2]
+                    )
+                    self._split = (fwd, bwd)
+            except Exception:  # an unusual graph: keep the VJP path, which is verified
+                self._split = None
+        return self._split
+
+    # -- fused loss-gradient graphs ----------------------------------------------------------
+    def _find_loss_graphs(
+        self, loss_graphs: str | Mapping[str, str | os.PathLike[str] | bytes] | None
+    ) -> dict[str, tuple[Path | bytes, str | None]]:
+        """``{loss: (file or bytes, expected sha256 or None)}`` of the usable loss graphs."""
+        if loss_graphs is None or self.tier != "gradients":
+            return {}
+        if not isinstance(loss_graphs, str):
+            return {
+                str(k): (v if isinstance(v, bytes) else Path(v), None)
+                for k, v in loss_graphs.items()
+            }
+        if loss_graphs != "auto":
+            raise ExportError(f"loss_graphs must be 'auto', a mapping or None, got {loss_graphs!r}")
+        listed = self.metadata.get("loss_graphs") or {}
+        if self._source is None or not isinstance(listed, dict):
+            return {}
+        folder = self._source.parent.resolve()
+        found: dict[str, tuple[Path | bytes, str | None]] = {}
+        for loss, entry in listed.items():
+            name = str(entry.get("file", "")) if isinstance(entry, dict) else ""
+            path = (folder / name).resolve()
+            if name and not Path(name).is_absolute() and path.is_relative_to(folder):
+                found[str(loss)] = (path, str(entry.get("sha256")))
+        return found
+
+    @property
+    def loss_graphs(self) -> tuple[str, ...]:
+        """The losses with a fused loss-gradient graph (see :meth:`loss_and_grad`)."""
+        return tuple(self._loss_sources)
+
+    def has_loss_graph(self, loss: str) -> bool:
+        """Whether :meth:`loss_and_grad` can run ``loss`` in one session call."""
+        return loss in self._loss_sources
+
+    def _loss_session(self, loss: str) -> tuple[Any, int | None]:
+        import onnxruntime as ort
+
+        cached = self._loss_sessions.get(loss)
+        if cached is not None:
+            return cached
+        if loss not in self._loss_sources:
+            raise ExportError(
+                f"{self._what()} has no {loss!r} loss graph (it has: "
+                f"{', '.join(self._loss_sources) or 'none'}); re-export with "
+                f"export_onnx(..., losses=[{loss!r}]) or use autograd through the model"
+            )
+        source, digest = self._loss_sources[loss]
+        if isinstance(source, Path):
+            if not source.is_file():
+                del self._loss_sources[loss]
+                raise ExportError(f"the {loss!r} loss graph {str(source)!r} is missing")
+            if digest is not None and hashlib.sha256(source.read_bytes()).hexdigest() != digest:
+                del self._loss_sources[loss]
+                raise ExportError(
+                    f"the {loss!r} loss graph {str(source)!r} does not match this model: refused"
+                )
+        proto = load_checked_model(source, max_bytes=self._max_bytes)
+        session = ort.InferenceSession(
+            proto.SerializeToString(),
+            self._options,
+            providers=self._providers,
+            disabled_optimizers=self._disabled,
+        )
+        batch = session.get_inputs()[0].shape[0]
+        cached = (session, batch if isinstance(batch, int) else None)
+        self._loss_sessions[loss] = cached
+        return cached
+
+    def loss_and_grad(
+        self, x: torch.Tensor, *labels: torch.Tensor, loss: str = "ce"
+    ) -> LossGradient:
+        """Output, per-sample ``loss`` and its input gradient in one ONNX Runtime call.
+
+        Args:
+            x: the input batch ``(N, ...)``.
+            labels: the loss's label inputs, int64 ``(N,)`` each: ``labels`` for ``ce``,
+                ``cw`` and ``dlr``; ``labels, target`` for ``dlr_targeted``; ``target`` for
+                ``selected`` (see :data:`neuroplex.onnx.LOSSES`).
+            loss: which fused graph.
+
+        Raises:
+            ExportError: the file has no such graph (:attr:`loss_graphs` lists those it has).
+            DataError: wrong inputs.
+        """
+        session, fixed = self._loss_session(loss)
+        expected = len(session.get_inputs()) - 1
+        if len(labels) != expected:
+            names = [i.name for i in session.get_inputs()[1:]]
+            raise DataError(f"the {loss!r} loss graph takes {names} after the input")
+        self._check_inputs([x])
+        n = x.shape[0]
+        ints = []
+        for t in labels:
+            t = torch.as_tensor(t).to(torch.int64)
+            if t.shape != (n,):
+                raise DataError(
+                    f"labels for the {loss!r} loss graph must have shape ({n},) like the "
+                    f"batch, got {tuple(t.shape)}"
+                )
+            ints.append(t)
+        if fixed is None:
+            out, value, grad = self._run([x.detach(), *ints], session)
+            return LossGradient(output=out, loss=value, grad=grad)
+        parts = []
+        for start in range(0, n, fixed):
+            xs = x.detach()[start : start + fixed]
+            ls = [t[start : start + fixed] for t in ints]
+            m = xs.shape[0]
+            if m < fixed:  # samples are independent: pad, then drop the padded rows
+                xs = torch.cat([xs, xs.new_zeros((fixed - m, *xs.shape[1:]))])
+                ls = [torch.cat([t, t.new_zeros(fixed - m)]) for t in ls]
+            parts.append([o[:m] for o in self._run([xs, *ls], session)])
+        out, value, grad = (torch.cat(p) for p in zip(*parts, strict=True))
+        return LossGradient(output=out, loss=value, grad=grad)
 
     # -- running -----------------------------------------------------------------------------
     def _check_inputs(self, inputs: Sequence[Any]) -> None:

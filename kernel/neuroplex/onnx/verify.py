@@ -36,6 +36,7 @@ __all__ = [
     "VerificationReport",
     "VerificationRow",
     "default_tolerances",
+    "verify_loss_graph",
     "verify_onnx",
 ]
 
@@ -358,3 +359,90 @@ def verify_onnx(
     if raise_on_failure and not report.passed:
         raise ExportError(f"ONNX verification failed:\n{report.to_markdown()}")
     return report
+
+
+def _grad_stats(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, float]:
+    """max abs, max rel, sign agreement and scale (``max(1, max|b|)``) of a gradient."""
+    diff = np.abs(a - b)
+    max_abs = float(diff.max()) if diff.size else 0.0
+    max_rel = float((diff / np.maximum(np.abs(b), _TINY)).max()) if diff.size else 0.0
+    significant = np.abs(b) > 1e-6
+    sign = (
+        float((np.sign(a[significant]) == np.sign(b[significant])).mean())
+        if significant.any()
+        else 1.0
+    )
+    scale = max(1.0, float(np.abs(b).max())) if b.size else 1.0
+    return max_abs, max_rel, sign, scale
+
+
+def verify_loss_graph(
+    module: OnnxModule,
+    model: nn.Module,
+    loss: str,
+    *,
+    graph: str = "model",
+    batch_sizes: Sequence[int] = (2, 5),
+    input_range: tuple[float, float] | None = None,
+    seed: int = 0,
+) -> list[VerificationRow]:
+    """Compare the fused ``loss`` graph of ``module`` with autograd on ``model``.
+
+    Per batch size, rows for ``output`` and ``loss`` (forward tolerances of the device) and
+    ``grad_input`` (the gradient bound and sign agreement of :func:`verify_onnx`); the case is
+    ``loss-<name>``. Random inputs (in ``input_range`` when given) and random labels.
+    """
+    from neuroplex.onnx._losses import LOSSES, example_labels
+
+    spec = LOSSES[loss]
+    atol, rtol = default_tolerances(module.device)
+    grad_atol = 1e-4 if module.device.type == "cuda" else GRAD_ATOL
+    rng = input_range if input_range is not None else module.input_range
+    gen = torch.Generator().manual_seed(seed)
+    model_device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    rows: list[VerificationRow] = []
+    case = f"loss-{loss}"
+    with _no_tf32():
+        for batch in batch_sizes:
+            x = _make_input(module.input_specs[0], batch, "random", rng, gen)
+            xt = x.to(model_device).requires_grad_(True)
+            with torch.enable_grad():
+                out = model(xt)
+                labels = example_labels(spec, out.detach().cpu())
+                value = spec.fn(out, *[t.to(model_device) for t in labels])
+                (grad,) = torch.autograd.grad(value.sum(), xt, allow_unused=True)
+            grad = grad if grad is not None else torch.zeros_like(xt)
+            got = module.loss_and_grad(x, *labels, loss=loss)
+            for name, o, r in (("output", got.output, out), ("loss", got.loss, value)):
+                max_abs, max_rel, agree, ok = _compare(
+                    o.detach().cpu().numpy(), r.detach().cpu().numpy(), atol, rtol
+                )
+                rows.append(
+                    VerificationRow(
+                        graph=graph,
+                        case=case,
+                        batch=batch,
+                        output=name,
+                        max_abs=max_abs,
+                        max_rel=max_rel,
+                        argmax_agreement=agree,
+                        passed=ok,
+                    )
+                )
+            a = got.grad.detach().cpu().double().numpy()
+            b = grad.detach().cpu().double().numpy()
+            max_abs, max_rel, sign, scale = _grad_stats(a, b)
+            ok = a.shape == b.shape and max_abs <= grad_atol * scale and sign >= SIGN_AGREEMENT
+            rows.append(
+                VerificationRow(
+                    graph=graph,
+                    case=case,
+                    batch=batch,
+                    output="grad_input",
+                    max_abs=max_abs,
+                    max_rel=max_rel,
+                    sign_agreement=sign,
+                    passed=bool(ok),
+                )
+            )
+    return rows

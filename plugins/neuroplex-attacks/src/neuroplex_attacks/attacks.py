@@ -36,6 +36,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from neuroplex.analysis.backend import fused_loss_gradient
 from neuroplex_attacks.apgd import apgd_ce, apgd_dlr, apgd_t
 from neuroplex_attacks.autoattack import autoattack
 from neuroplex_attacks.fab import fab_t
@@ -71,7 +72,14 @@ def _generator(x: torch.Tensor, seed: int) -> torch.Generator:
 
 
 def _loss_gradient(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Gradient of the mean cross-entropy w.r.t. ``x`` (shape of ``x``)."""
+    """Gradient of the mean cross-entropy w.r.t. ``x`` (shape of ``x``).
+
+    An ONNX model with a fused cross-entropy graph answers in one ONNX Runtime call (forward,
+    loss and backward together); any other model goes through autograd.
+    """
+    fused = fused_loss_gradient(model, "ce", x, y)
+    if fused is not None:
+        return fused / x.shape[0]
     x = x.detach().requires_grad_(True)
     loss = F.cross_entropy(model(x), y)
     (grad,) = torch.autograd.grad(loss, x)

@@ -20,7 +20,12 @@ import attrs
 import numpy as np
 import torch
 
-from neuroplex.analysis.backend import ResolvedModel, eval_mode, require_gradients
+from neuroplex.analysis.backend import (
+    ResolvedModel,
+    eval_mode,
+    fused_loss_gradient,
+    require_gradients,
+)
 from neuroplex.analysis.inputs import as_inputs, as_labels, check_logits, to_python
 from neuroplex.errors import ConfigError
 
@@ -125,7 +130,11 @@ def _targets(resolved: ResolvedModel, x: torch.Tensor, target: Any) -> torch.Ten
 def _score_gradients(
     module: torch.nn.Module, x: torch.Tensor, target: torch.Tensor
 ) -> torch.Tensor:
-    """d out[i, target_i] / d x[i], shape of ``x`` (samples are independent in eval mode)."""
+    """d out[i, target_i] / d x[i], shape of ``x`` (samples are independent in eval mode);
+    one ONNX Runtime call when the ONNX model has a fused ``selected`` loss graph."""
+    fused = fused_loss_gradient(module, "selected", x, target)
+    if fused is not None:
+        return fused
     x = x.detach().requires_grad_(True)
     out = check_logits(module(x))
     score = out.gather(1, target[:, None]).sum()
