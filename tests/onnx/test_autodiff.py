@@ -542,3 +542,15 @@ def test_every_rule_has_a_test() -> None:
     """Runs last (file order): every registered rule was exercised by a test above."""
     assert set(RULES) - TESTED == set(), "rules without a finite-difference test"
     assert supported_ops() == sorted(RULES)
+
+
+def test_docs_table_matches_the_registry() -> None:
+    """kernel/docs/onnx-autodiff.md lists exactly the registered rules (regenerate the block
+    between the markers with ``neuroplex.onnx.autodiff.rules_table()``)."""
+    from pathlib import Path
+
+    from neuroplex.onnx.autodiff import rules_table
+
+    doc = (Path(__file__).parents[2] / "kernel" / "docs" / "onnx-autodiff.md").read_text()
+    block = doc.split("<!-- rules:begin -->\n", 1)[1].split("<!-- rules:end -->", 1)[0]
+    assert block == rules_table()

@@ -36,6 +36,7 @@ __all__ = [
     "RuleInfo",
     "UnsupportedGraph",
     "build_gradient_model",
+    "rules_table",
     "supported_ops",
     "upgrade_opset",
 ]
@@ -280,3 +281,15 @@ def _assemble(
     vjp = onnx.helper.make_model(new_graph, opset_imports=imports)
     vjp.ir_version = max(model.ir_version, 8)
     return vjp
+
+
+def rules_table() -> str:
+    """The Markdown table of supported operators (kept in ``kernel/docs/onnx-autodiff.md``)."""
+    lines = ["| operator | input gradient |", "|---|---|"]
+    lines += [f"| `{op}` | {RULES[op].note} |" for op in supported_ops()]
+    lines.append(
+        "| "
+        + ", ".join(f"`{op}`" for op in sorted(NON_DIFFERENTIABLE))
+        + " | constants (no gradient flows through them) |"
+    )
+    return "\n".join(lines) + "\n"
