@@ -52,7 +52,8 @@ def main() -> None:
         derived = load_onnx(plain.path, gradient_graph="onnx", **options)
         derive_s = time.perf_counter() - start
         traced = load_onnx(traced_result.path, **options)
-        assert (traced.gradient_source, derived.gradient_source) == ("traced", "onnx")
+        sources = (traced.gradient_source, derived.gradient_source)
+        assert sources == ("traced", "onnx"), (traced.tier_reason, derived.tier_reason)
         x, w = torch.rand(64, *shape), torch.randn(64, 10)
 
         def grad(m: torch.nn.Module) -> torch.Tensor:

@@ -126,7 +126,7 @@ def derive_gradient_graph(
         return DerivedGradient(
             None, f"no gradient graph can be derived from the ONNX graph: {exc.reason}"
         )
-    check = check_gradient_model(model, vjp, _probe_input(model), directions=3, reference=False)
+    check = check_gradient_model(model, vjp, _probe_input(model), directions=3)
     if not check.passed:
         return DerivedGradient(
             None, f"the ONNX-derived gradient graph was dropped: {check.summary()}", check=check

@@ -163,6 +163,33 @@ def check_gradient_model(
     return GradientCheck(tuple(rows), atol, rtol, epsilon, runner)
 
 
+def _float64_ops() -> list[Any]:
+    """``Erf`` and ``Gelu`` for ``onnx.reference`` in the input's precision (its own round
+    to float32, which ruins a float64 finite difference)."""
+    import math
+
+    from onnx.reference.op_run import OpRun
+
+    erf = np.vectorize(math.erf, otypes=[np.float64])
+
+    class Erf(OpRun):
+        op_domain = ""
+
+        def _run(self, x: np.ndarray) -> tuple[np.ndarray]:
+            return (erf(x).astype(x.dtype),)
+
+    class Gelu(OpRun):
+        op_domain = ""
+
+        def _run(self, x: np.ndarray, approximate: str = "none") -> tuple[np.ndarray]:
+            if approximate == "tanh":
+                inner = math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)
+                return ((0.5 * x * (1 + np.tanh(inner))).astype(x.dtype),)
+            return ((0.5 * x * (1 + erf(x / math.sqrt(2)))).astype(x.dtype),)
+
+    return [Erf, Gelu]
+
+
 def _input_name(model: Any) -> str:
     initializers = {t.name for t in model.graph.initializer}
     return str(next(i.name for i in model.graph.input if i.name not in initializers))
@@ -187,6 +214,6 @@ def _runner_for(
             raise
         from onnx.reference import ReferenceEvaluator
 
-        ref = ReferenceEvaluator(model)
+        ref = ReferenceEvaluator(model, new_ops=_float64_ops())
         ref.run(None, feed)
         return (lambda f: list(ref.run(None, f))), "onnx.reference"
