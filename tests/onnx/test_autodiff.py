@@ -208,7 +208,13 @@ CONVS = [
         "dilations": [1, 1],
         "group": 2,
     },
-]
+    # stride 1: the flipped-weight Conv adjoint (dilations, groups, asymmetric pads)
+    {"cin": 4, "cout": 6, "k": (3, 2), "strides": [1, 1], "pads": [2, 0, 1, 1],
+     "dilations": [2, 1], "group": 2},
+    # pads wider than the kernel span: falls back to ConvTranspose
+    {"cin": 2, "cout": 2, "k": (2, 2), "strides": [1, 1], "pads": [3, 0, 0, 0],
+     "dilations": [1, 1], "group": 1},
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("conv", CONVS, ids=[str(i) for i in range(len(CONVS))])
@@ -225,6 +231,15 @@ def test_conv(conv: dict[str, Any]) -> None:
     )
     model = _model([node], ("N", conv["cin"], 7, 6), {"w": w, "b": _w(conv["cout"])})
     _check(model, _x(2, conv["cin"], 7, 6), "Conv")
+
+
+def test_conv_stride_1_with_dynamic_spatial_sizes() -> None:
+    """The flipped-weight adjoint needs no static sizes: dynamic H and W are fine."""
+    node = helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1], group=2)
+    model = _model([node], ("N", 4, "H", "W"), {"w": _w(6, 2, 3, 3)})
+    _check(model, _x(2, 4, 5, 7), "Conv")
+    ops = [n.op_type for n in build_gradient_model(model).graph.node]
+    assert "Conv" in ops[1:] and "ConvTranspose" not in ops
 
 
 @pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID"])

@@ -99,13 +99,51 @@ def _transpose_conv(b: Builder, g: str, node: Any, weight: str, group: int) -> s
     )
 
 
-@rule("Conv", note="ConvTranspose of the gradient (strides, pads, auto_pad, dilations, groups)")
+@rule(
+    "Conv",
+    note="stride 1 with constant weights: Conv with flipped weights (faster in ORT); "
+    "otherwise ConvTranspose (strides, pads, auto_pad, dilations, groups)",
+)
 def _conv(b: Builder, node: Any, gy: Grads) -> Grads:
     g = gy[0]
     assert g is not None
     _constant_params(b, node, 1)
-    gx = _transpose_conv(b, g, node, node.input[1], int(attr(node, "group", 1)))
+    group = int(attr(node, "group", 1))
+    gx = _flipped_conv(b, g, node, group)
+    if gx is None:
+        gx = _transpose_conv(b, g, node, node.input[1], group)
     return [gx, *([None] * (len(node.input) - 1))]
+
+
+def _flipped_conv(b: Builder, g: str, node: Any, group: int) -> str | None:
+    """The adjoint of a stride-1 convolution as a convolution of ``g`` with the weights
+    flipped in space and swapped in/out channels per group; ``None`` when not applicable
+    (strides, ``auto_pad``, weights computed at run time, pads wider than the kernel)."""
+    weight = b.value(node.input[1])
+    if weight is None or attr(node, "auto_pad", "NOTSET") not in ("NOTSET", ""):
+        return None
+    rank = weight.ndim - 2
+    kernel = list(weight.shape[2:])
+    if any(int(s) != 1 for s in attr(node, "strides", [1] * rank)):
+        return None
+    dilations = [int(d) for d in attr(node, "dilations", [1] * rank)]
+    pads = [int(p) for p in attr(node, "pads", [0] * (2 * rank))]
+    span = [(k - 1) * d for k, d in zip(kernel, dilations, strict=True)]
+    new_pads = [span[i % rank] - p for i, p in enumerate(pads)]
+    if any(p < 0 for p in new_pads):
+        return None
+    out_c, in_per_group = weight.shape[0], weight.shape[1]
+    grouped = weight.reshape(group, out_c // group, in_per_group, *kernel).swapaxes(1, 2)
+    swapped = grouped.reshape(group * in_per_group, out_c // group, *kernel)
+    flipped = np.ascontiguousarray(np.flip(swapped, axis=tuple(range(2, 2 + rank))))
+    return b.op(
+        "Conv",
+        [g, b.const(flipped.astype(b.np_dtype), "flipped_weight")],
+        kernel_shape=kernel,
+        dilations=dilations,
+        pads=new_pads,
+        group=group,
+    )
 
 
 @rule("ConvTranspose", note="Conv of the gradient (explicit pads only)")
