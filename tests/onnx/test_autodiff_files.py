@@ -147,3 +147,27 @@ def test_neuroplex_export_traced_and_derived_gradients_agree(tmp_path: Path) -> 
     for module in (traced, derived):
         torch.testing.assert_close(module.vjp(x, g), reference, rtol=1e-5, atol=1e-6)
     assert np.isfinite(derived.vjp(x, g).numpy()).all()
+
+
+def test_a_graph_failing_finite_differences_is_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wrong rule (here: Tanh's gradient replaced by the identity) never reaches the user."""
+    from neuroplex.onnx.autodiff import RULES, RuleInfo
+
+    monkeypatch.setitem(RULES, "Tanh", RuleInfo("Tanh", lambda b, node, gy: [gy[0]], "wrong"))
+    graph = helper.make_graph(
+        [helper.make_node("Tanh", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "tanh.onnx"
+    onnx.save(model, str(path))
+    module = load_onnx(path, device="cpu")
+    assert module.tier == "forward_only"
+    assert module.tier_reason.startswith("the ONNX-derived gradient graph was dropped")
+    assert module.gradient_check is not None and not module.gradient_check.passed
+    assert not list(tmp_path.glob("*.vjp1.onnx"))  # nothing cached
