@@ -20,6 +20,8 @@ __all__ = ["MAX_ONNX_BYTES", "MAX_OPSET", "MIN_OPSET", "load_checked_model"]
 MAX_ONNX_BYTES = 2 * 1024**3
 #: supported range of the default-domain opset (inclusive)
 MIN_OPSET = 13
+#: older files down to this opset are upgraded to MIN_OPSET in memory (onnx.version_converter)
+MIN_UPGRADABLE_OPSET = 7
 MAX_OPSET = 23
 
 
@@ -74,6 +76,18 @@ def _check_external_data(model: Any, base: Path | None, what: str) -> None:
             raise ExportError(f"ONNX model {what}: external data file {str(target)!r} is missing")
 
 
+def _upgraded(model: Any, opset: int, what: str) -> Any:
+    from neuroplex.onnx.autodiff import UnsupportedGraph, upgrade_opset
+
+    try:
+        return upgrade_opset(model, MIN_OPSET)
+    except UnsupportedGraph as exc:
+        raise ExportError(
+            f"{what} uses ONNX opset {opset}, outside the supported range "
+            f"{MIN_OPSET}..{MAX_OPSET}, and {exc.reason}: re-export with opset={MAX_OPSET}"
+        ) from None
+
+
 def load_checked_model(
     source: str | os.PathLike[str] | bytes, *, max_bytes: int = MAX_ONNX_BYTES
 ) -> Any:
@@ -99,6 +113,9 @@ def load_checked_model(
         )
     opsets = {imp.domain: imp.version for imp in model.opset_import}
     opset = opsets.get("", opsets.get("ai.onnx"))
+    if opset is not None and MIN_UPGRADABLE_OPSET <= opset < MIN_OPSET:
+        model = _upgraded(model, opset, what)
+        opset = MIN_OPSET
     if opset is None or not MIN_OPSET <= opset <= MAX_OPSET:
         raise ExportError(
             f"{what} uses ONNX opset {opset}, outside the supported range "

@@ -215,8 +215,10 @@ class OnnxModule(nn.Module):
         providers: ONNX Runtime execution providers; default from ``device``.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, a ``torch.device`` or a neuroplex Device
             (default: CUDA when a GPU and the CUDA provider are present, else CPU).
-        gradient_graph: ``"auto"`` (the file named in the metadata, beside ``source``), a path
-            or bytes of a VJP graph, or ``None`` for forward only.
+        gradient_graph: ``"auto"`` (the file named in the metadata, beside ``source``; for a
+            file not exported by neuroplex, one derived from its ONNX graph, see
+            :mod:`neuroplex.onnx.autodiff.cache`), ``"onnx"`` (always derive), a path or bytes
+            of a VJP graph, or ``None`` for forward only.
         loss_graphs: ``"auto"`` (the fused loss-gradient graphs named in the metadata, beside
             ``source``), ``{loss: path or bytes}``, or ``None`` for none. They load on first use.
         intra_op_threads: ONNX Runtime intra-op threads (default: ORT's, the physical cores).
@@ -290,6 +292,9 @@ class OnnxModule(nn.Module):
         self._vjp_batch: int | None = None
         self._vjp_proto: Any = None
         self._split: tuple[Any, Any] | None = None
+        #: ``"traced"`` (exported VJP graph), ``"onnx"`` (derived from the ONNX graph) or None
+        self.gradient_source: str | None = None
+        self.gradient_check: Any = None  # the finite-difference table of a derived graph
         self.tier, self.tier_reason = self._load_gradient_graph(gradient_graph)
         self._loss_sources = self._find_loss_graphs(loss_graphs)
         self._loss_sessions: dict[str, tuple[Any, int | None]] = {}
@@ -318,12 +323,20 @@ class OnnxModule(nn.Module):
     def _load_gradient_graph(
         self, gradient_graph: str | os.PathLike[str] | bytes | None
     ) -> tuple[str, str]:
-        import onnxruntime as ort
-
         if gradient_graph is None:
             return "forward_only", "gradient graph disabled (gradient_graph=None)"
-        if isinstance(gradient_graph, str) and gradient_graph == "auto":
+        source = "traced"
+        if isinstance(gradient_graph, str) and gradient_graph in ("auto", "onnx"):
             name = self.metadata.get("gradient_graph")
+            foreign = "format" not in self.metadata  # not written by neuroplex.onnx.export
+            if gradient_graph == "onnx" or (not name and foreign):
+                from neuroplex.onnx.autodiff.cache import derive_gradient_graph
+
+                derived = derive_gradient_graph(self._proto, self._source)
+                self.gradient_check = derived.check
+                if derived.model is None:
+                    return "forward_only", derived.reason
+                return self._open_vjp(derived.model, "onnx", derived.reason)
             if not name:
                 reason = self.metadata.get("tier_reason") or "the file has no gradient graph"
                 return "forward_only", str(reason)
@@ -343,6 +356,11 @@ class OnnxModule(nn.Module):
                 return "forward_only", f"gradient graph {str(path)!r} does not match this model"
             gradient_graph = path
         proto = load_checked_model(gradient_graph, max_bytes=self._max_bytes)
+        return self._open_vjp(proto, source, "")
+
+    def _open_vjp(self, proto: Any, source: str, reason: str) -> tuple[str, str]:
+        import onnxruntime as ort
+
         try:
             self._vjp_session = ort.InferenceSession(
                 proto.SerializeToString(),
@@ -363,7 +381,8 @@ class OnnxModule(nn.Module):
         self._vjp_batch = batch if isinstance(batch, int) else None
         self._vjp_proto = proto if self._vjp_batch is None else None
         how = f"fixed batch {batch}, padded" if self._vjp_batch else "dynamic batch"
-        return "gradients", f"exported VJP graph ({how})"
+        self.gradient_source = source
+        return "gradients", reason or f"exported VJP graph ({how})"
 
     def _split_sessions(self) -> tuple[Any, Any] | None:
         """Sessions of the split VJP graph (forward with saved tensors, backward), built on
