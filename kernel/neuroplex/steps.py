@@ -7,6 +7,13 @@ schedulers, checkpoints, events); a family's step only says how to turn a batch 
 AMP and divided for gradient accumulation) and, at an accumulation boundary, unscales, clips,
 steps and zeroes the optimizer of parameter group ``group``. A GAN calls it twice per batch
 (``"discriminator"`` then ``"generator"``); a supervised model once (``"model"``).
+
+Optional attribute ``forward_wrappable`` (default ``False``): ``True`` says ``train_step`` reaches
+the model only by calling it (``model(...)``, one forward per ``optimize``), so under the ``ddp``
+strategy the Trainer may hand it the model wrapped in ``DistributedDataParallel`` (bucketed
+all-reduce overlapped with backward, ``no_sync`` on accumulation micro-steps). A step that calls
+sub-networks or reads model attributes leaves it unset and gets the Trainer's explicit gradient
+averaging at each optimizer step instead.
 """
 
 from __future__ import annotations

@@ -40,26 +40,20 @@ def _run(args: list[str], tmp_path: Path, attempts: int = 2) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+def _torchrun(*args: str) -> list[str]:
+    return ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *args]
+
+
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
 def test_two_process_ddp_matches_one_process(tmp_path: Path) -> None:
     one, two = tmp_path / "one.pt", tmp_path / "two.pt"
     _run([str(WORKER), str(one), "single", "16"], tmp_path)
-    _run(
-        [
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc-per-node",
-            "2",
-            str(WORKER),
-            str(two),
-            "ddp",
-            "8",
-        ],
-        tmp_path,
-    )
+    _run(_torchrun(str(WORKER), str(two), "ddp", "8"), tmp_path)
     a = torch.load(one, weights_only=True)
     b = torch.load(two, weights_only=True)
+    assert b["wrapped"] == "DistributedDataParallel"  # the supervised step runs under DDP
+    # rank 0 saves the unwrapped module: the same keys as one process, no "module." prefix
+    assert list(b["model"]) == list(a["model"])
     for key, value in a["model"].items():
         torch.testing.assert_close(b["model"][key], value, rtol=1e-5, atol=1e-6)
     assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-5)
@@ -67,6 +61,29 @@ def test_two_process_ddp_matches_one_process(tmp_path: Path) -> None:
     torch.manual_seed(0)
     init = torch.nn.Linear(6, 16).weight
     assert not torch.allclose(init, a["model"]["0.weight"], atol=1e-3)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_accumulation_under_no_sync_equals_accumulation_with_every_gradient_averaged(
+    tmp_path: Path,
+) -> None:
+    """2 micro-batches of 4 per rank per step: DistributedDataParallel skips the all-reduce of
+    the first (``no_sync``) and averages the accumulated gradient at the second; the explicit
+    path (a step that does not allow the wrapper) averages once per step as well, after the
+    window. Both equal one process stepping on the same global batches of 16, bit for bit
+    between the two ddp paths: averaging over 2 ranks divides by a power of two, which is
+    exact, and each rank sums the same micro-batch gradients in the same order."""
+    wrapped, explicit, one = tmp_path / "w.pt", tmp_path / "e.pt", tmp_path / "one.pt"
+    _run(_torchrun(str(WORKER), str(wrapped), "ddp", "4", "2"), tmp_path)
+    _run(_torchrun(str(WORKER), str(explicit), "ddp", "4", "2", "explicit"), tmp_path)
+    _run([str(WORKER), str(one), "single", "16"], tmp_path)
+    w = torch.load(wrapped, weights_only=True)
+    e = torch.load(explicit, weights_only=True)
+    a = torch.load(one, weights_only=True)
+    assert (w["wrapped"], e["wrapped"]) == ("DistributedDataParallel", "Sequential")
+    for key, value in e["model"].items():
+        torch.testing.assert_close(w["model"][key], value, rtol=0, atol=0)
+        torch.testing.assert_close(w["model"][key], a["model"][key], rtol=1e-5, atol=1e-6)
 
 
 def test_ddp_outside_torchrun_is_a_clear_error(monkeypatch) -> None:
