@@ -216,6 +216,9 @@ def run(
         from neuroplex._run import execute, execute_worker
 
         run_dir = _run_dir(spec, output)
+        from neuroplex.launch import elastic_resume
+
+        resume = elastic_resume(resume, run_dir, _worker_rank(spec))
         if _worker_rank(spec) > 0:
             with _sigterm_as_interrupt():
                 return execute_worker(spec, run_dir, resume=resume)
@@ -263,12 +266,11 @@ def run(
 
 # ----------------------------------------------------------------------------- CLI glue
 def run_cli(args: Any) -> int:
-    nproc = getattr(args, "nproc", None)
-    nproc = 1 if nproc is None else int(nproc)
-    if nproc < 1:
-        raise ConfigError(f"--nproc must be >= 1, got {nproc}")
-    if nproc > 1 and "LOCAL_RANK" not in os.environ:
-        return _launch_torchrun(args, nproc)
+    from neuroplex.launch import launch, plan_launch
+
+    plan = plan_launch(args)
+    if plan.distributed and "LOCAL_RANK" not in os.environ:
+        return launch(args, plan)
     result = run(args.spec, output=args.output, resume=args.resume, epochs=args.epochs)
     if int(os.environ.get("RANK", "0")) == 0:
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in result.test_metrics.items())
@@ -277,35 +279,6 @@ def run_cli(args: Any) -> int:
         if result.report:
             print(f"report: {result.report}")
     return 0
-
-
-def _launch_torchrun(args: Any, nproc: int) -> int:
-    import subprocess
-
-    spec = load_spec(args.spec)
-    if spec.training.strategy != "ddp":
-        raise ConfigError(
-            f'--nproc {nproc} needs training.strategy = "ddp" in the spec '
-            f"(it is {spec.training.strategy!r})"
-        )
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc-per-node={nproc}",
-        "-m",
-        "neuroplex",
-        "run",
-        str(args.spec),
-    ]
-    if args.output:
-        cmd += ["--output", str(args.output)]
-    if args.resume:
-        cmd.append("--resume")
-    if args.epochs:
-        cmd += ["--epochs", str(args.epochs)]
-    return subprocess.call(cmd)
 
 
 def export_cli(args: Any) -> int:

@@ -18,8 +18,10 @@ from ._helpers import (
     assert_same_weights,
     cli_env,
     final_weights,
+    finish,
     manifest,
     run_cli,
+    spawn_cli,
     tiny_spec,
     write_spec,
 )
@@ -50,7 +52,7 @@ def _spec(tmp_path: Path) -> Path:
 
 
 def _torchrun(
-    *args: str | Path, env: dict[str, str], timeout: float
+    *args: str | Path, env: dict[str, str], timeout: float, restarts: int = 0
 ) -> subprocess.CompletedProcess:
     """``torchrun --nproc-per-node 2 inject.py ARGS`` (the CLI with fault injection per rank)."""
     cmd = [
@@ -59,6 +61,7 @@ def _torchrun(
         "torch.distributed.run",
         "--standalone",
         "--nproc-per-node=2",
+        f"--max-restarts={restarts}",
         str(INJECT),
         *map(str, args),
     ]
@@ -111,4 +114,82 @@ def test_a_killed_worker_fails_the_job_cleanly_and_resume_is_bit_identical(
     assert "Traceback" not in resumed.stderr
     assert manifest(out)["status"] == "completed"
     assert_same_weights(final_weights(out), final_weights(reference))
+    reliability.tried(1)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.reliability("fault", "two nodes on loopback: one launcher per node")
+def test_two_nodes_on_loopback_match_one_node_and_rank_0_owns_the_run_dir(
+    tmp_path: Path, reliability
+) -> None:
+    spec = write_spec(
+        tmp_path / "spec.json",
+        tiny_spec(training={"epochs": 2, "strategy": "ddp", "ddp_timeout_s": DDP_TIMEOUT_S}),
+    )
+    reference = tmp_path / "reference"
+    done = _run_ddp(spec, "--output", reference)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    env = cli_env(OMP_NUM_THREADS="1")
+    for _ in range(2):
+        endpoint = f"127.0.0.1:{_free_port()}"
+        nodes = [tmp_path / f"node{r}" for r in range(2)]
+        procs = [
+            spawn_cli(
+                "run",
+                spec,
+                "--output",
+                nodes[r],
+                "--nproc",
+                "1",
+                "--nnodes",
+                "2",
+                "--node-rank",
+                str(r),
+                "--rdzv-endpoint",
+                endpoint,
+                env=env,
+            )
+            for r in (1, 0)  # node 1 first: it waits for node 0's endpoint
+        ]
+        outs = [finish(p) for p in procs]
+        codes = [p.returncode for p in procs]
+        if codes == [0, 0] or not any(TEARDOWN_ABORT in err for _, err in outs):
+            break
+    assert codes == [0, 0], "\n".join(err[-2000:] for _, err in outs)
+    assert manifest(nodes[0])["status"] == "completed"
+    assert not nodes[1].exists()  # global rank 1 writes nothing: rank 0 owns the run directory
+    assert_same_weights(final_weights(nodes[0]), final_weights(reference))
+    reliability.tried(1)
+
+
+@pytest.mark.reliability("hostile", "a rendezvous endpoint where nothing listens")
+def test_an_unreachable_rendezvous_endpoint_is_one_line_within_the_timeout(
+    tmp_path: Path, reliability
+) -> None:
+    timeout_s = 3.0
+    spec = write_spec(
+        tmp_path / "spec.json",
+        tiny_spec(training={"epochs": 1, "strategy": "ddp", "ddp_timeout_s": timeout_s}),
+    )
+    endpoint = f"127.0.0.1:{_free_port()}"  # nothing listens there
+    start = time.monotonic()
+    done = run_cli(
+        "run", spec, "--output", tmp_path / "run", "--nnodes", "2", "--node-rank", "1",
+        "--rdzv-endpoint", endpoint, env=cli_env(OMP_NUM_THREADS="1"),
+    )  # fmt: skip
+    took = time.monotonic() - start
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"neuroplex: error: --rdzv-endpoint {endpoint}: unreachable for 3s")
+    assert timeout_s <= took < timeout_s + 30
+    assert not (tmp_path / "run").exists()
     reliability.tried(1)
