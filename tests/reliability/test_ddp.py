@@ -125,6 +125,41 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.reliability("fault", "one torchrun worker killed once under --max-restarts 1")
+def test_a_killed_worker_under_max_restarts_resumes_by_itself_to_the_same_weights(
+    tmp_path: Path, reliability
+) -> None:
+    """torchrun restarts the group; the restarted workers see TORCHELASTIC_RESTART_COUNT and
+    continue from the last epoch checkpoint without --resume (the same spec under a user's own
+    torchrun command line, which is what ``neuroplex run --max-restarts 1`` launches)."""
+    spec = _spec(tmp_path)
+    reference = tmp_path / "reference"
+    done = _run_ddp(spec, "--output", reference)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    # 37 steps per epoch per rank: rank 1 dies in epoch 3; after the restart it resumes at
+    # epoch 3 and has 74 steps left, fewer than 90, so the injection does not fire again
+    env = cli_env(OMP_NUM_THREADS="1", NPREL_KILL_AFTER_STEPS="90", NPREL_KILL_RANK="1")
+    for attempt in range(2):  # a launch that ends in gloo's exit abort starts afresh once
+        out = tmp_path / f"run{attempt}"
+        restarted = _torchrun(
+            "run", spec, "--output", out, env=env, timeout=4 * FAIL_WITHIN_S, restarts=1
+        )
+        if restarted.returncode == 0 or TEARDOWN_ABORT not in restarted.stderr:
+            break
+    assert "inject: SIGKILL rank 1 after step 90" in restarted.stderr, restarted.stderr[-3000:]
+    said = [
+        line for line in restarted.stderr.splitlines() if "neuroplex" in line or "inject" in line
+    ]
+    assert restarted.returncode == 0, "\n".join(said)
+    # the first group failed (rank 0 says why in one line, or was stopped by torchrun), the
+    # second one resumed: the run directory was made once and completed
+    assert restarted.stderr.count("neuroplex: train ...") == 2, restarted.stderr[-3000:]
+    assert manifest(out)["status"] == "completed"
+    assert_same_weights(final_weights(out), final_weights(reference))
+    reliability.tried(1)
+
+
 @pytest.mark.reliability("fault", "two nodes on loopback: one launcher per node")
 def test_two_nodes_on_loopback_match_one_node_and_rank_0_owns_the_run_dir(
     tmp_path: Path, reliability
