@@ -97,3 +97,38 @@ def test_ddp_outside_torchrun_is_a_clear_error(monkeypatch) -> None:
         Trainer(model, TrainingConfig(strategy="ddp", optimizer="sgd")).train(
             (torch.randn(8, 2), torch.zeros(8, dtype=torch.long))
         )
+
+
+def test_a_step_that_is_not_forward_wrappable_keeps_the_explicit_path() -> None:
+    """A step that calls sub-networks (a GAN's) is handed the model itself: no wrapper, no
+    no_sync, and the gradients are averaged at each optimizer step instead."""
+    from neuroplex.training import SupervisedStep
+    from neuroplex.training.distributed import DDPStrategy
+
+    class OwnStep:  # a family's step that declares nothing
+        pass
+
+    strategy = DDPStrategy()
+    strategy.world_size = 2  # as under torchrun; wrap decides before any collective
+    model = torch.nn.Linear(2, 2)
+    assert strategy.wrap(model, OwnStep()) is model
+    assert strategy.ddp is None
+    with strategy.no_sync(), strategy.backward_guard():
+        pass
+    assert SupervisedStep.forward_wrappable is True
+
+
+def test_a_failed_all_reduce_in_backward_is_one_training_error_line() -> None:
+    from neuroplex import TrainingError
+    from neuroplex.training.distributed import DDPStrategy
+
+    strategy = DDPStrategy(timeout_s=7)
+    strategy.rank, strategy.world_size = 1, 2
+    guard = strategy._collective("averaging gradients")
+    for _ in range(2):  # the same guard is entered at every backward pass
+        with pytest.raises(TrainingError) as info, guard:
+            raise RuntimeError("Connection closed by peer [127.0.0.1]:1234\nC++ frames ...")
+        message = str(info.value)
+        assert "\n" not in message
+        assert message.startswith("ddp rank 1/2: averaging gradients failed")
+        assert "ddp_timeout_s=7" in message and "rerun with --resume" in message
