@@ -130,11 +130,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    nproc = 1 if args.nproc is None else int(args.nproc)
-    if nproc < 1:
-        raise ConfigError(f"--nproc must be >= 1, got {nproc}")
-    if nproc > 1 and "LOCAL_RANK" not in os.environ:
-        return _launch_torchrun(args, nproc)
+    from neuroplex.launch import launch, plan_launch
+
+    plan = plan_launch(args)
+    if plan.distributed and "LOCAL_RANK" not in os.environ:
+        return launch(args, plan)
     from neuroplex.run import run
 
     result = run(
@@ -151,42 +151,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         if result.report:
             print(f"report: {result.report}")
     return 0
-
-
-def _launch_torchrun(args: argparse.Namespace, nproc: int) -> int:
-    """``neuroplex run --nproc N``: the same command under ``torch.distributed.run``."""
-    import subprocess
-
-    from neuroplex.config import load_spec
-
-    spec = load_spec(args.spec)
-    if spec.training.strategy != "ddp":
-        raise ConfigError(
-            f'--nproc {nproc} needs training.strategy = "ddp" in the spec '
-            f"(it is {spec.training.strategy!r})"
-        )
-    from neuroplex.run.rundir import locate
-
-    # every process must use one directory: make it here, once
-    output = locate(spec, args.output, resume=args.resume, overwrite=args.overwrite)
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc-per-node={nproc}",
-        "-m",
-        "neuroplex",
-        "run",
-        str(args.spec),
-        "--output",
-        str(output),
-    ]
-    if args.resume:
-        cmd.append("--resume")
-    if args.epochs:
-        cmd += ["--epochs", str(args.epochs)]
-    return subprocess.call(cmd)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -324,7 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue the unfinished run in --output (default: the newest unfinished version)",
     )
-    p.add_argument("--nproc", type=int, default=1, help="processes (DDP under torchrun)")
+    p.add_argument("--nproc", type=int, default=1, help="processes per node (ddp, torchrun)")
+    p.add_argument("--nnodes", type=int, default=1, help="nodes of a multi-node ddp job")
+    p.add_argument("--node-rank", type=int, default=0, help="this node's rank, 0..nnodes-1")
+    p.add_argument("--rdzv-endpoint", default=None, help="HOST:PORT of node rank 0 (nnodes>1)")
+    p.add_argument("--max-restarts", type=int, default=0, help="restart a failed group K times")
     p.add_argument(
         "--output",
         "-o",

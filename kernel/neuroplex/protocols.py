@@ -61,6 +61,7 @@ __all__ = [
     "Configurable",
     "Device",
     "Exportable",
+    "ForwardWrappableStep",
     "FeedbackSink",
     "HasTrainingStep",
     "Optimize",
@@ -213,6 +214,21 @@ class TrainingStep(Protocol):
     def eval_step(self, model: torch.nn.Module, batch: Batch) -> Mapping[str, torch.Tensor]:
         """Metrics of one validation batch (``"loss"`` required), under ``torch.no_grad``."""
         ...
+
+
+@runtime_checkable
+class ForwardWrappableStep(Protocol):
+    """A :class:`TrainingStep` that declares whether it reaches the model only by calling it.
+
+    ``forward_wrappable = True`` says ``train_step`` calls ``model(...)`` (one forward per
+    ``optimize``) and touches no sub-network or attribute of it, so under the ``ddp`` strategy
+    the Trainer may hand it the model wrapped in ``DistributedDataParallel`` (bucketed
+    all-reduce overlapped with backward, ``no_sync`` on accumulation micro-steps). A step
+    without the attribute, or with ``False``, gets the Trainer's explicit gradient averaging at
+    each optimizer step instead.
+    """
+
+    forward_wrappable: bool
 
 
 @runtime_checkable

@@ -2,6 +2,9 @@
 
 The protocol itself lives with the other contracts in :mod:`neuroplex.protocols`; this module
 keeps its historical import path.
+
+Optional attribute ``forward_wrappable`` (default ``False``) of a step: see
+:class:`neuroplex.protocols.ForwardWrappableStep`.
 """
 
 from __future__ import annotations

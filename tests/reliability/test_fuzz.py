@@ -295,7 +295,8 @@ def cli_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
 COMMANDS = ["plugins", "list", "doctor", "run", "export", "verify", "predict", "analyze", "report"]
 OPTIONS = [
     "--help", "-h", "--version", "--debug", "--strict-plugins", "--json", "--kind", "--resume",
-    "--nproc", "--output", "-o", "--epochs", "--against", "--analyzer", "-a", "--data",
+    "--nproc", "--nnodes", "--node-rank", "--rdzv-endpoint", "--max-restarts", "--output", "-o",
+    "--epochs", "--against", "--analyzer", "-a", "--data",
     "--n-samples", "--", "-", "--unknown",
 ]  # fmt: skip
 VALUES = [
@@ -356,6 +357,20 @@ def test_random_argv_exits_cleanly(cli_sandbox: Path, reliability, capsys) -> No
     [
         (["--nproc", "0"], "--nproc must be >= 1, got 0"),
         (["--nproc", "-2"], "--nproc must be >= 1, got -2"),
+        (["--nproc", "2"], "training.strategy: --nproc 2 trains in several processes, which needs"),
+        (["--nnodes", "0"], "--nnodes must be >= 1, got 0"),
+        (
+            ["--nnodes", "2", "--node-rank", "2", "--rdzv-endpoint", "127.0.0.1:29511"],
+            "--node-rank 2 is out of range for --nnodes 2: use 0..1",
+        ),
+        (["--node-rank", "-1"], "--node-rank -1 is out of range for --nnodes 1: use 0..0"),
+        (["--nnodes", "2"], "--nnodes 2 needs --rdzv-endpoint HOST:PORT"),
+        (
+            ["--nnodes", "2", "--rdzv-endpoint", "nohost"],
+            "--rdzv-endpoint 'nohost' is not HOST:PORT",
+        ),
+        (["--rdzv-endpoint", "127.0.0.1:29511"], "--rdzv-endpoint is for several nodes"),
+        (["--max-restarts", "-1"], "--max-restarts must be >= 0, got -1"),
         (["--epochs", "0"], "epochs: must be > 0, got 0"),
         (["--epochs", "-3"], "epochs: must be > 0, got -3"),
     ],

@@ -1,6 +1,9 @@
 """Run under torchrun by test_distributed.py: train a tiny MLP and save rank 0's weights.
 
-usage: ddp_worker.py OUT.pt STRATEGY BATCH_SIZE
+usage: ddp_worker.py OUT.pt STRATEGY BATCH_SIZE [ACCUMULATE [explicit]]
+
+``explicit``: a supervised step that does not let the Trainer wrap the model, so ddp averages
+the gradients itself at each optimizer step instead of through DistributedDataParallel.
 """
 
 from __future__ import annotations
@@ -10,11 +13,26 @@ import sys
 import torch
 
 from neuroplex import TrainingConfig
-from neuroplex.training import Trainer
+from neuroplex.training import SupervisedStep, Trainer
+
+
+class ExplicitStep(SupervisedStep):
+    forward_wrappable = False
+
+
+class SeenModel:
+    """Records the type of the module the step is handed (the wrapper is gone after train)."""
+
+    wrapped = ""
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self.wrapped = type(trainer.train_model).__name__
 
 
 def main() -> None:
     out, strategy, batch_size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    accumulate = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+    step = ExplicitStep() if sys.argv[5:] == ["explicit"] else None
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(64, 6, generator=gen)
     y = x[:, :3].argmax(1)
@@ -28,13 +46,18 @@ def main() -> None:
         optimizer_params={"momentum": 0.9},
         strategy=strategy,
         seed=5,
+        accumulate_grad_batches=accumulate,
         progress=False,
     )
-    history = Trainer(model, config).train((x, y), (x[:16], y[:16]))
+    seen = SeenModel()
+    history = Trainer(model, config, step=step, callbacks=[seen]).train((x, y), (x[:16], y[:16]))
     import os
 
     if int(os.environ.get("RANK", "0")) == 0:
-        torch.save({"model": model.state_dict(), "val_loss": history["val_loss"]}, out)
+        torch.save(
+            {"model": model.state_dict(), "val_loss": history["val_loss"], "wrapped": seen.wrapped},
+            out,
+        )
 
 
 if __name__ == "__main__":

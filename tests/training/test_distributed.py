@@ -40,26 +40,20 @@ def _run(args: list[str], tmp_path: Path, attempts: int = 2) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+def _torchrun(*args: str) -> list[str]:
+    return ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *args]
+
+
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
 def test_two_process_ddp_matches_one_process(tmp_path: Path) -> None:
     one, two = tmp_path / "one.pt", tmp_path / "two.pt"
     _run([str(WORKER), str(one), "single", "16"], tmp_path)
-    _run(
-        [
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc-per-node",
-            "2",
-            str(WORKER),
-            str(two),
-            "ddp",
-            "8",
-        ],
-        tmp_path,
-    )
+    _run(_torchrun(str(WORKER), str(two), "ddp", "8"), tmp_path)
     a = torch.load(one, weights_only=True)
     b = torch.load(two, weights_only=True)
+    assert b["wrapped"] == "DistributedDataParallel"  # the supervised step runs under DDP
+    # rank 0 saves the unwrapped module: the same keys as one process, no "module." prefix
+    assert list(b["model"]) == list(a["model"])
     for key, value in a["model"].items():
         torch.testing.assert_close(b["model"][key], value, rtol=1e-5, atol=1e-6)
     assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-5)
@@ -67,6 +61,29 @@ def test_two_process_ddp_matches_one_process(tmp_path: Path) -> None:
     torch.manual_seed(0)
     init = torch.nn.Linear(6, 16).weight
     assert not torch.allclose(init, a["model"]["0.weight"], atol=1e-3)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_accumulation_under_no_sync_equals_accumulation_with_every_gradient_averaged(
+    tmp_path: Path,
+) -> None:
+    """2 micro-batches of 4 per rank per step: DistributedDataParallel skips the all-reduce of
+    the first (``no_sync``) and averages the accumulated gradient at the second; the explicit
+    path (a step that does not allow the wrapper) averages once per step as well, after the
+    window. Both equal one process stepping on the same global batches of 16, bit for bit
+    between the two ddp paths: averaging over 2 ranks divides by a power of two, which is
+    exact, and each rank sums the same micro-batch gradients in the same order."""
+    wrapped, explicit, one = tmp_path / "w.pt", tmp_path / "e.pt", tmp_path / "one.pt"
+    _run(_torchrun(str(WORKER), str(wrapped), "ddp", "4", "2"), tmp_path)
+    _run(_torchrun(str(WORKER), str(explicit), "ddp", "4", "2", "explicit"), tmp_path)
+    _run([str(WORKER), str(one), "single", "16"], tmp_path)
+    w = torch.load(wrapped, weights_only=True)
+    e = torch.load(explicit, weights_only=True)
+    a = torch.load(one, weights_only=True)
+    assert (w["wrapped"], e["wrapped"]) == ("DistributedDataParallel", "Sequential")
+    for key, value in e["model"].items():
+        torch.testing.assert_close(w["model"][key], value, rtol=0, atol=0)
+        torch.testing.assert_close(w["model"][key], a["model"][key], rtol=1e-5, atol=1e-6)
 
 
 def test_ddp_outside_torchrun_is_a_clear_error(monkeypatch) -> None:
@@ -80,3 +97,38 @@ def test_ddp_outside_torchrun_is_a_clear_error(monkeypatch) -> None:
         Trainer(model, TrainingConfig(strategy="ddp", optimizer="sgd")).train(
             (torch.randn(8, 2), torch.zeros(8, dtype=torch.long))
         )
+
+
+def test_a_step_that_is_not_forward_wrappable_keeps_the_explicit_path() -> None:
+    """A step that calls sub-networks (a GAN's) is handed the model itself: no wrapper, no
+    no_sync, and the gradients are averaged at each optimizer step instead."""
+    from neuroplex.training import SupervisedStep
+    from neuroplex.training.distributed import DDPStrategy
+
+    class OwnStep:  # a family's step that declares nothing
+        pass
+
+    strategy = DDPStrategy()
+    strategy.world_size = 2  # as under torchrun; wrap decides before any collective
+    model = torch.nn.Linear(2, 2)
+    assert strategy.wrap(model, OwnStep()) is model
+    assert strategy.ddp is None
+    with strategy.no_sync(), strategy.backward_guard():
+        pass
+    assert SupervisedStep.forward_wrappable is True
+
+
+def test_a_failed_all_reduce_in_backward_is_one_training_error_line() -> None:
+    from neuroplex import TrainingError
+    from neuroplex.training.distributed import DDPStrategy
+
+    strategy = DDPStrategy(timeout_s=7)
+    strategy.rank, strategy.world_size = 1, 2
+    guard = strategy._collective("averaging gradients")
+    for _ in range(2):  # the same guard is entered at every backward pass
+        with pytest.raises(TrainingError) as info, guard:
+            raise RuntimeError("Connection closed by peer [127.0.0.1]:1234\nC++ frames ...")
+        message = str(info.value)
+        assert "\n" not in message
+        assert message.startswith("ddp rank 1/2: averaging gradients failed")
+        assert "ddp_timeout_s=7" in message and "rerun with --resume" in message

@@ -60,6 +60,10 @@ def run(
         from neuroplex.run.execute import execute, execute_worker  # imports torch
 
         rank = worker_rank(spec)  # under torchrun, rank 0 alone makes and owns the directory
+        if output is not None:  # a worker torchrun restarted continues the run on its own
+            from neuroplex.launch import elastic_resume
+
+            resume = elastic_resume(resume, Path(output), rank)
         path = locate(spec, output, resume=resume, overwrite=overwrite, create=rank == 0)
         if rank > 0:
             with sigterm_as_interrupt():

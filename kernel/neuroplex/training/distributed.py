@@ -1,9 +1,13 @@
 """The ``ddp`` strategy: data parallelism under ``torchrun`` (gloo on CPU, nccl on CUDA).
 
-The Trainer does not wrap the model: at start it broadcasts rank 0's parameters and buffers,
-and at every optimizer step it averages the gradients of the group across processes (one
-flattened all-reduce), before unscaling and clipping. This works for any training step,
-including a GAN's alternating updates. Each rank reads its share of every global batch
+When the family's step declares ``forward_wrappable = True`` (it reaches the model only by
+calling it, as the supervised default does), the Trainer hands the step the model wrapped in
+:class:`torch.nn.parallel.DistributedDataParallel`: gradients are averaged in buckets while the
+backward pass still runs, and accumulation micro-steps run under ``no_sync`` (one all-reduce
+per optimizer step). Checkpoints keep saving the unwrapped module. Any other step (e.g. a GAN's
+alternating updates through its sub-networks) keeps the explicit path: rank 0's weights are
+broadcast at start and each group's gradients are averaged in one flattened all-reduce at its
+optimizer step. Each rank reads its share of every global batch
 (:mod:`neuroplex.training.data`); epoch metrics are reduced as sums and counts; only rank 0
 writes checkpoints, logs and shows progress.
 """
@@ -11,16 +15,24 @@ writes checkpoints, logs and shows progress.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 import torch
 
 from neuroplex.errors import ConfigError, TrainingError
+from neuroplex.protocols import ForwardWrappableStep
 
 __all__ = ["Strategy", "make_strategy"]
+
+_NULL = contextlib.nullcontext()
+
+#: DistributedDataParallel's bucket size (MiB): small enough that the first buckets' all-reduce
+#: starts early in the backward pass, large enough that a small model is one or two messages
+BUCKET_CAP_MB = 25.0
 
 
 class Strategy:
@@ -35,6 +47,19 @@ class Strategy:
 
     def setup(self, model: torch.nn.Module, device: torch.device) -> None:
         """Make every process start from the same weights."""
+
+    def wrap(self, model: torch.nn.Module, step: Any) -> torch.nn.Module:
+        """The module to hand ``step.train_step`` (``model`` itself unless a wrapper such as
+        DistributedDataParallel takes over the gradient averaging)."""
+        return model
+
+    def no_sync(self) -> contextlib.AbstractContextManager[Any]:
+        """The context of an accumulation micro-step that does not step the optimizers."""
+        return _NULL
+
+    def backward_guard(self) -> contextlib.AbstractContextManager[Any]:
+        """The context of ``loss.backward()`` (a wrapper's all-reduce runs inside it)."""
+        return _NULL
 
     def average_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
         """Mean of the gradients across processes."""
@@ -71,6 +96,8 @@ class DDPStrategy(Strategy):
         self.timeout = timedelta(seconds=timeout_s)
         self._owns_group = False
         self.device = torch.device("cpu")
+        self.ddp: Any = None  # the DistributedDataParallel wrapper, when the step allows one
+        self._backward: contextlib.AbstractContextManager[Any] = _NULL
 
     def setup(self, model: torch.nn.Module, device: torch.device) -> None:
         dist = self.dist
@@ -93,22 +120,52 @@ class DDPStrategy(Strategy):
             for tensor in [*model.parameters(), *model.buffers()]:
                 dist.broadcast(tensor.data, src=0)
 
-    @contextlib.contextmanager
-    def _collective(self, what: str) -> Iterator[None]:
+    def _collective(self, what: str) -> _CollectiveGuard:
         """A collective that fails (a peer died, hung past the timeout, or lost its socket) is
         a :class:`TrainingError` saying so and how to continue, not a backend traceback."""
-        try:
-            yield
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise TrainingError(
-                f"ddp rank {self.rank}/{self.world_size}: {what} failed, another process died "
-                f"or did not answer within ddp_timeout_s={self.timeout.total_seconds():g}: "
-                f"{first}; the last checkpoint is kept: rerun with --resume"
-            ) from exc
+        return _CollectiveGuard(self, what)
+
+    def wrap(self, model: torch.nn.Module, step: Any) -> torch.nn.Module:
+        """``model`` in DistributedDataParallel when ``step.forward_wrappable`` says the step
+        only calls it; rank 0's buffers were broadcast in :meth:`setup`, and each rank keeps
+        its own afterwards (``broadcast_buffers=False``, as without the wrapper)."""
+        if self.world_size == 1 or not (
+            isinstance(step, ForwardWrappableStep) and step.forward_wrappable
+        ):
+            return model
+        if not any(p.requires_grad for p in model.parameters()):
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        cuda = self.device.type == "cuda"
+        index = self.device.index if self.device.index is not None else 0
+        # rank 0's buffers were broadcast in setup; afterwards each rank keeps its own, as on
+        # the explicit path (torch >= 2.13 names this forward_sync_buffers)
+        params = inspect.signature(DistributedDataParallel.__init__).parameters
+        name = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
+        no_buffer_sync: dict[str, Any] = {name: False}
+        with self._collective("wrapping the model in DistributedDataParallel"):
+            self.ddp = DistributedDataParallel(
+                model,
+                device_ids=[index] if cuda else None,
+                output_device=index if cuda else None,
+                bucket_cap_mb=BUCKET_CAP_MB,
+                gradient_as_bucket_view=True,
+                **no_buffer_sync,
+            )
+        self._backward = self._collective("averaging gradients")
+        return self.ddp  # type: ignore[no-any-return]
+
+    def no_sync(self) -> contextlib.AbstractContextManager[Any]:
+        if self.ddp is None:
+            return _NULL
+        return self.ddp.no_sync()  # type: ignore[no-any-return]
+
+    def backward_guard(self) -> contextlib.AbstractContextManager[Any]:
+        return _NULL if self.ddp is None else self._backward
 
     def average_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
-        if self.world_size == 1:
+        if self.world_size == 1 or self.ddp is not None:  # the wrapper averaged in backward
             return
         grads = [p.grad for p in params if p.grad is not None]
         if not grads:
@@ -148,6 +205,7 @@ class DDPStrategy(Strategy):
         return out
 
     def teardown(self) -> None:
+        self.ddp = None
         if self._owns_group and self.dist.is_initialized():
             # every rank reaches the end before the group goes away: without this, a rank that
             # tears down while its peer still finishes gloo work can abort at exit
@@ -157,6 +215,29 @@ class DDPStrategy(Strategy):
                 self.dist.barrier()
             self.dist.destroy_process_group()
             self._owns_group = False
+
+
+class _CollectiveGuard:
+    """The reusable context of :meth:`DDPStrategy._collective` (entered at every backward
+    pass under DistributedDataParallel, so a plain class rather than a generator)."""
+
+    def __init__(self, strategy: DDPStrategy, what: str) -> None:
+        self.strategy, self.what = strategy, what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        if not isinstance(exc, RuntimeError):
+            return
+        s = self.strategy
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        raise TrainingError(
+            f"ddp rank {s.rank}/{s.world_size}: {self.what} failed, another process died "
+            f"or did not answer within ddp_timeout_s={s.timeout.total_seconds():g}: "
+            f"{first}; the last checkpoint is kept: rerun with --resume"
+        ) from exc
 
 
 def make_strategy(name: str, *, timeout_s: float = 300.0) -> Strategy:

@@ -9,6 +9,7 @@ non-finite guard and progress are built-in callbacks (:mod:`~neuroplex.training.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -90,6 +91,8 @@ class Trainer:
         self.device = torch.device("cpu")
         self.device_object: Any = None
         self.strategy: Strategy = Strategy()
+        self.train_model: torch.nn.Module = model  # what the step gets (a ddp wrapper or model)
+        self._backward_guard: Any = self.strategy.backward_guard()
         self.precision = Precision()
         self.scaler: Any = None
         self.accumulation = Accumulation()
@@ -165,10 +168,11 @@ class Trainer:
         acc = self.accumulation
         if acc.scale is not None:
             loss = loss * acc.scale
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-        else:
-            loss.backward()  # type: ignore[no-untyped-call]
+        with self._backward_guard:  # a wrapper's bucketed all-reduce runs in backward
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+            else:
+                loss.backward()  # type: ignore[no-untyped-call]
         if acc.boundary:
             self._step_group(group)
 
@@ -218,13 +222,14 @@ class Trainer:
         acc = self.accumulation = Accumulation(accum, total, sizes)
         tensors = source.tensors is not None
         on_device = tensors and self.device.type == "cpu"
-        device, model, optimize = self.device, self.model, self._optimize
+        device, model, optimize = self.device, self.train_model, self._optimize
         step_fn, scaler, stop = self.step.train_step, self.scaler, self._stop
         amp = self.precision.autocast() if self.precision.dtype is not None else None
         check_every, guard = self.guard.checks_every_step, self.guard
         callbacks, batch_end = self.callbacks, self.callbacks.has_batch_end
         add_metrics, add_count = self.metric_log.steps.append, self.metric_log.counts.append
         perf = time.perf_counter
+        no_sync = self.strategy.no_sync if accum > 1 else None
         skipped, in_step, index = 0, 0.0, skip
         for batch in source.batches(epoch, skip):
             if not on_device:
@@ -236,7 +241,11 @@ class Trainer:
             self._in_batch = True
             t0 = perf()
             try:
-                if amp is None:
+                if no_sync is not None and not acc.boundary:
+                    # one all-reduce per accumulation window, at its boundary
+                    with no_sync(), amp if amp is not None else contextlib.nullcontext():
+                        out = step_fn(model, batch, optimize)
+                elif amp is None:
                     out = step_fn(model, batch, optimize)
                 else:
                     with amp:
@@ -288,6 +297,8 @@ class Trainer:
         self.device, self.device_object = resolve_device(self._device_override, cfg)
         self.model.to(self.device)
         self.strategy.setup(self.model, self.device)
+        self.train_model = self.strategy.wrap(self.model, self.step)
+        self._backward_guard = self.strategy.backward_guard()
         prev_det = torch.are_deterministic_algorithms_enabled()
         if cfg.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -298,6 +309,7 @@ class Trainer:
         finally:
             if cfg.deterministic:
                 torch.use_deterministic_algorithms(prev_det)
+            self.train_model = self.model
             self.strategy.teardown()
 
     def _train(self, train_data: Any, val_data: Any, resume: str | Path | None) -> History:

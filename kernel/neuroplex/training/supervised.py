@@ -27,7 +27,12 @@ class SupervisedStep:
     Batches are ``(x, y)``: ``x`` of the model's input shape ``(N, ...)``, ``y`` either class
     indices ``(N,)`` (int64) or targets of the prediction's shape (float). Returns detached
     ``loss`` (mean over the batch) and, for classification, ``accuracy``.
+
+    It reaches the model only by calling it (``forward_wrappable``), so under ``ddp`` the
+    Trainer hands it the model wrapped in DistributedDataParallel.
     """
+
+    forward_wrappable = True
 
     def param_groups(self, model: torch.nn.Module) -> Mapping[str, Iterable[torch.nn.Parameter]]:
         return {"model": [p for p in model.parameters() if p.requires_grad]}
