@@ -76,10 +76,13 @@ def _torchrun(
 def _run_ddp(*args: str | Path) -> subprocess.CompletedProcess[str]:
     """``neuroplex run ... --nproc 2`` through the CLI's own torchrun launcher."""
     env = cli_env(OMP_NUM_THREADS="1")
+    again: tuple[str, ...] = ()
     for _ in range(2):
-        done = run_cli("run", *args, "--nproc", "2", env=env)
+        done = run_cli("run", *args, *again, "--nproc", "2", env=env)
         if done.returncode == 0 or TEARDOWN_ABORT not in done.stderr:
             return done
+        if "--resume" not in [str(a) for a in args]:
+            again = ("--overwrite",)  # the aborted attempt left its failed run in --output
     return done
 
 
@@ -179,9 +182,9 @@ def test_two_nodes_on_loopback_match_one_node_and_rank_0_owns_the_run_dir(
     assert done.returncode == 0, done.stderr[-3000:]
 
     env = cli_env(OMP_NUM_THREADS="1")
-    for _ in range(2):
+    for attempt in range(2):
         endpoint = f"127.0.0.1:{_free_port()}"
-        nodes = [tmp_path / f"node{r}" for r in range(2)]
+        nodes = [tmp_path / f"try{attempt}" / f"node{r}" for r in range(2)]
         procs = [
             spawn_cli(
                 "run",
