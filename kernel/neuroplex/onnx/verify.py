@@ -239,18 +239,9 @@ def _grad_row(
     got = module.vjp(x, go.to(x.device))
     a = got.detach().cpu().double().numpy()
     b = ref.detach().cpu().double().numpy()
-    diff = np.abs(a - b)
-    max_abs = float(diff.max()) if diff.size else 0.0
-    max_rel = float((diff / np.maximum(np.abs(b), _TINY)).max()) if diff.size else 0.0
-    significant = np.abs(b) > 1e-6
-    sign = (
-        float((np.sign(a[significant]) == np.sign(b[significant])).mean())
-        if significant.any()
-        else 1.0
-    )
     # float32 rounding grows with the gradient's magnitude (a trained network's input gradients
-    # reach O(1)-O(10)): the bound is grad_atol in units of max(1, max|g_torch|)
-    scale = max(1.0, float(np.abs(b).max())) if b.size else 1.0
+    # reach O(1)-O(10)): the bound is grad_atol in units of scale = max(1, max|g_torch|)
+    max_abs, max_rel, sign, scale = _grad_stats(a, b)
     ok = a.shape == b.shape and max_abs <= grad_atol * scale and sign >= SIGN_AGREEMENT
     return VerificationRow(
         graph=graph,
