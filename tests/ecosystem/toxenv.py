@@ -202,42 +202,66 @@ class InstalledDistributionsOnly:
         return None  # let pytest decide
 
 
-#: ``NEUROPLEX_TOX_PLUGIN_TESTS_ONLY=1``: a plugin-set environment runs only the tests whose
-#: outcome can depend on the plugins installed (see :class:`PluginDependentOnly`)
-PLUGIN_TESTS_ONLY = "NEUROPLEX_TOX_PLUGIN_TESTS_ONLY"
-#: tests below these directories are about plugins whatever their markers say
-PLUGIN_TEST_DIRS = ("plugins", "tests/ecosystem", "tests/fixtures")
+#: ``NEUROPLEX_TOX_SMALLER_SET="DIST DIST ..."`` (set, possibly empty): the plugin set of the
+#: next smaller environment of the matrix (empty: ``bare``). See :class:`RunsInSmallestSet`.
+SMALLER_SET = "NEUROPLEX_TOX_SMALLER_SET"
+#: tests below this directory are about the plugin set itself: they run in every environment
+ALWAYS_DIR = ROOT / "tests" / "ecosystem"
 
 
-class PluginDependentOnly:
-    """pytest plugin: deselect the tests that need no plugin (no ``requires_plugins`` marker,
-    not under :data:`PLUGIN_TEST_DIRS`). They give the same result whatever plugins are
-    installed, and run in ``bare`` (no plugin; and in ``.ci/test``'s editable run when the
-    matrix is off); running them again in ``core``, ``analysis`` and ``full`` would only cost CI
-    minutes."""
+class RunsInSmallestSet:
+    """pytest plugin: each test runs in the smallest plugin set that has every plugin it needs.
 
-    def __init__(self) -> None:
-        self.roots = [ROOT / d for d in PLUGIN_TEST_DIRS]
+    A test needs the distributions named by its ``requires_plugins`` markers, plus the
+    distribution whose directory holds it (``plugins/<dist>/tests``, the example plugin's and
+    the broken fixtures' tests). Where the next smaller environment's set (``smaller``) has
+    them all, the test ran there already, with fewer plugins installed, which also shows that
+    its declared needs are enough; it is deselected here. The ecosystem tests
+    (:data:`ALWAYS_DIR`) are about the plugin set itself and run everywhere. So a test that
+    needs no plugin runs in ``bare``, one that needs the models plugin in ``core``, one that
+    needs the attacks plugin in ``analysis``, one that needs the sinks in ``full``: once each,
+    not once per environment that happens to have its plugins."""
 
-    def _about_plugins(self, item: Any) -> bool:
+    def __init__(self, smaller: set[str]) -> None:
+        self.smaller = {_norm(d.partition("[")[0]) for d in smaller}
+        self.homes = {d.resolve(): name for name, (d, _) in distributions_in_repo().items()}
+
+    def needs(self, item: Any) -> set[str] | None:
+        """The distributions ``item`` needs; ``None`` for a test about the plugin set."""
         path = Path(str(item.path)).resolve()
-        if any(root == path or root in path.parents for root in self.roots):
-            return True
-        return item.get_closest_marker("requires_plugins") is not None
+        if path == ALWAYS_DIR or ALWAYS_DIR in path.parents:
+            return None
+        needed = {name for home, name in self.homes.items() if home in path.parents}
+        for marker in item.iter_markers("requires_plugins"):
+            needed.update(_norm(str(arg)) for arg in marker.args)
+        return needed
 
     def pytest_collection_modifyitems(self, config: Any, items: list[Any]) -> None:
         keep: list[Any] = []
         dropped: list[Any] = []
         for item in items:
-            (keep if self._about_plugins(item) else dropped).append(item)
+            needed = self.needs(item)
+            ran_before = needed is not None and needed <= self.smaller
+            (dropped if ran_before else keep).append(item)
         if dropped:
             config.hook.pytest_deselected(items=dropped)
             items[:] = keep
             print(
-                f"toxenv: {len(dropped)} tests that need no plugin deselected "
-                f"(the bare environment runs them); {len(keep)} kept",
+                f"toxenv: {len(dropped)} tests deselected: the smaller plugin set "
+                f"({' '.join(sorted(self.smaller)) or 'none'}) has what they need and runs "
+                f"them; {len(keep)} kept",
                 flush=True,
             )
+
+
+def pytest_configure(config: Any) -> None:
+    """As a pytest plugin (``-p toxenv``, which :func:`cmd_pytest` passes, so that pytest-xdist's
+    workers load it too): collect only the installed distributions' tests, and with
+    :data:`SMALLER_SET` set, only the tests the smaller plugin set cannot run."""
+    config.pluginmanager.register(InstalledDistributionsOnly(), "toxenv-installed-only")
+    if SMALLER_SET in os.environ:
+        smallest = RunsInSmallestSet(set(os.environ[SMALLER_SET].split()))
+        config.pluginmanager.register(smallest, "toxenv-smallest-set")
 
 
 def cmd_pytest(args: list[str]) -> int:
@@ -247,13 +271,12 @@ def cmd_pytest(args: list[str]) -> int:
 
     os.chdir(ROOT)
     sys.path[0] = str(ROOT)  # as `python -m pytest` from the repo root (not this script's dir)
-    selector = InstalledDistributionsOnly()
-    skipped = sorted(str(d.relative_to(ROOT)) for d in selector.absent)
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:  # `-p toxenv` imports this file, here and in xdist's workers
+        sys.path.insert(1, here)
+    skipped = sorted(str(d.relative_to(ROOT)) for d in InstalledDistributionsOnly().absent)
     print(f"toxenv: pytest {' '.join(args)} (not installed, not collected: {skipped})", flush=True)
-    plugins: list[Any] = [selector]
-    if os.environ.get(PLUGIN_TESTS_ONLY, "") not in ("", "0"):
-        plugins.append(PluginDependentOnly())
-    rc = int(pytest.main(args, plugins=plugins))
+    rc = int(pytest.main(["-p", "toxenv", *args]))
     if rc == 5:
         print("toxenv: pytest collected no tests: failing", file=sys.stderr)
         return 1

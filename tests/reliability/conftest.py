@@ -98,8 +98,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     target = os.environ.get(RESULTS_ENV)
-    if target and _RESULTS:
-        Path(target).write_text(json.dumps(_RESULTS, indent=2), encoding="utf-8")
+    if not target:
+        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:  # a pytest-xdist worker: its part, merged by the controller below
+        Path(f"{target}.{worker}").write_text(json.dumps(_RESULTS), encoding="utf-8")
+        return
+    results = list(_RESULTS)
+    for part in sorted(Path(target).parent.glob(f"{Path(target).name}.gw*")):
+        results += json.loads(part.read_text(encoding="utf-8"))
+        part.unlink()
+    if results:
+        results.sort(key=lambda row: str(row["nodeid"]))
+        Path(target).write_text(json.dumps(results, indent=2), encoding="utf-8")
 
 
 @pytest.fixture(scope="session")
