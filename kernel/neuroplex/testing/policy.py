@@ -79,12 +79,11 @@ def canonical_splits() -> DataSplits:
 def _evaluate(model: torch.nn.Module, split: tuple[Any, Any]) -> dict[str, float]:
     import torch
 
+    from neuroplex.torchutils import eval_mode
+
     x, y = split
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
+    with eval_mode(model, freeze=False), torch.no_grad():
         logits = model(x)
-    model.train(was_training)
     loss = torch.nn.functional.cross_entropy(logits, y)
     accuracy = (logits.argmax(dim=1) == y).double().mean()
     return {"loss": float(loss), "accuracy": float(accuracy)}
