@@ -27,6 +27,7 @@ def _error(call: object) -> ConfigError:
     return info.value
 
 
+@pytest.mark.requires_plugins("neuroplex-devices")
 @pytest.mark.parametrize("bad", ["nonsense", "cuda:x"])
 def test_a_bad_device_gives_one_error_through_every_entry_point(bad: str) -> None:
     model = torch.nn.Linear(2, 2)
@@ -47,6 +48,7 @@ def test_a_value_of_the_wrong_type_names_the_value_and_the_fix() -> None:
     assert "3.5" in str(error) and "torch.device" in str(error)
 
 
+@pytest.mark.requires_plugins("neuroplex-devices")
 def test_device_names_torch_devices_and_neuroplex_devices_resolve() -> None:
     class Placement:
         def torch_device(self) -> str:
