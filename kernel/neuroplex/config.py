@@ -41,9 +41,9 @@ __all__ = [
 
 T = TypeVar("T")
 
-Precision = Literal["fp32", "bf16", "fp16"]
+PrecisionName = Literal["fp32", "bf16", "fp16"]
 NonFinitePolicy = Literal["skip", "stop", "rollback"]
-Strategy = Literal["single", "ddp"]
+StrategyName = Literal["single", "ddp"]
 Mode = Literal["min", "max"]
 
 
@@ -127,7 +127,7 @@ class TrainingConfig:
     #: clip every gradient element to +-value; unset: no clipping
     grad_clip_value: float | None = attrs.field(default=None, validator=_positive)
     #: `fp32`, or `bf16`/`fp16` autocast (`fp16` on CPU falls back to `bf16` with a warning)
-    precision: Precision = "fp32"
+    precision: PrecisionName = "fp32"
     #: micro-batches whose gradients add up to one optimizer step
     accumulate_grad_batches: int = attrs.field(default=1, validator=_positive)
     #: stop after this many epochs without improvement of `monitor`; unset: never stop early
@@ -159,7 +159,7 @@ class TrainingConfig:
     #: or `rollback` to the epoch's start with half the learning rate (at most 3 times)
     nonfinite_policy: NonFinitePolicy = "stop"
     #: `single` process, or `ddp`: data parallel under torchrun (`neuroplex run SPEC --nproc N`)
-    strategy: Strategy = "single"
+    strategy: StrategyName = "single"
     #: ddp: how long a collective waits for a peer before the job fails (a dead or hung rank)
     ddp_timeout_s: float = attrs.field(default=300.0, validator=_positive)
     #: a progress bar per epoch; unset: only when stderr is a terminal

@@ -18,7 +18,7 @@ import attrs
 import torch
 
 from neuroplex.errors import ConfigError
-from neuroplex.protocols import TorchPlacement
+from neuroplex.torchutils import eval_mode, torch_device
 
 __all__ = [
     "ResolvedModel",
@@ -156,39 +156,13 @@ def require_gradients(resolved: ResolvedModel, method: str) -> None:
 
 
 def resolve_device(device: Any, module: torch.nn.Module) -> torch.device:
-    """A ``torch.device`` from ``None`` (the model's), a string, a device or a neuroplex Device."""
+    """A ``torch.device`` from ``None`` (the model's) or anything
+    :func:`neuroplex.torchutils.torch_device` takes (a string, a device, a neuroplex Device)."""
     if device is None:
         for tensor in (*module.parameters(), *module.buffers()):
             return tensor.device
         return torch.device("cpu")
-    if isinstance(device, TorchPlacement):
-        device = device.torch_device()
-    try:
-        return torch.device(device)
-    except (TypeError, RuntimeError) as exc:
-        raise ConfigError(
-            f"device {device!r} is not a torch device: use e.g. 'cpu', 'cuda:0' or a "
-            "neuroplex Device",
-            path="device",
-        ) from exc
-
-
-@contextlib.contextmanager
-def eval_mode(module: torch.nn.Module, *, freeze: bool = True) -> Iterator[torch.nn.Module]:
-    """Put ``module`` in eval mode (and, with ``freeze``, stop parameter gradients) for the
-    duration; the original training flags and ``requires_grad`` flags are restored after."""
-    modes = [(m, m.training) for m in module.modules()]
-    grads = [(p, p.requires_grad) for p in module.parameters()] if freeze else []
-    module.eval()
-    for p, _ in grads:
-        p.requires_grad_(False)
-    try:
-        yield module
-    finally:
-        for m, training in modes:
-            m.training = training
-        for p, flag in grads:
-            p.requires_grad_(flag)
+    return torch_device(device)
 
 
 @contextlib.contextmanager

@@ -36,6 +36,7 @@ from neuroplex.onnx.verify import VerificationReport, verify_onnx
 from neuroplex.protocols import Configurable, Exportable
 from neuroplex.records import ModelRecord
 from neuroplex.registry import origin_of
+from neuroplex.torchutils import eval_mode
 
 __all__ = ["ExportResult", "GraphExport", "export_onnx", "graph_path"]
 
@@ -488,17 +489,6 @@ def _progress(enabled: bool | None, total: int) -> Any:
     return tqdm(total=total, desc="onnx export", unit="step", disable=disable, leave=False)
 
 
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
-
-
 def export_onnx(
     model: nn.Module,
     example_input: Any,
@@ -581,7 +571,7 @@ def export_onnx(
     results = []
     bar = _progress(progress, total=len(graphs) * 3)
     try:
-        with _eval_mode(model):
+        with eval_mode(model, freeze=False):
             examples = _graph_examples(model, example_input, graphs)
             for graph in graphs:
                 results.append(

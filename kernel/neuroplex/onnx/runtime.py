@@ -33,7 +33,7 @@ from torch import nn
 from neuroplex.errors import DataError, ExportError
 from neuroplex.onnx._checks import MAX_ONNX_BYTES, load_checked_model
 from neuroplex.onnx.metadata import decode_metadata
-from neuroplex.protocols import TorchPlacement
+from neuroplex.torchutils import torch_device
 
 __all__ = ["InputSpec", "LossGradient", "OnnxModule", "load_onnx", "predict"]
 
@@ -101,14 +101,7 @@ def _resolve_device(device: Any) -> torch.device:
             ort.get_available_providers()
         )
         return torch.device("cuda" if cuda else "cpu")
-    if isinstance(device, TorchPlacement):
-        device = device.torch_device()
-    try:
-        return torch.device(device)
-    except (TypeError, RuntimeError) as exc:
-        raise DataError(
-            f"device {device!r} is not a device: use 'cpu', 'cuda' or 'cuda:0'"
-        ) from exc
+    return torch_device(device)
 
 
 def _providers_for(device: torch.device, tf32: bool) -> list[Any]:

@@ -29,6 +29,7 @@ from torch import nn
 
 from neuroplex.errors import ExportError
 from neuroplex.onnx.runtime import InputSpec, OnnxModule
+from neuroplex.torchutils import eval_mode
 
 __all__ = [
     "GRAD_ATOL",
@@ -301,9 +302,7 @@ def verify_onnx(
     batches = sorted(fixed) if fixed else list(batch_sizes)
     model_device = next((p.device for p in model.parameters()), torch.device("cpu"))
     rows: list[VerificationRow] = []
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model, freeze=False):
         with _no_tf32(), torch.no_grad():
             for case in _cases(module.input_specs, rng):
                 for batch in batches:
@@ -336,8 +335,6 @@ def verify_onnx(
                 for batch in batches if not fixed else [1, *batches]:
                     x = _make_input(module.input_specs[0], batch, "random", rng, gen)
                     rows.append(_grad_row(graph, module, model, x, grad_atol, gen))
-    finally:
-        model.train(was_training)
     report = VerificationReport(
         source=what,
         rows=tuple(rows),

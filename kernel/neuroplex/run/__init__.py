@@ -5,8 +5,8 @@ module     stage (each a function of the previous stage's result)
 ========== ===================================================================
 data       ``load(spec, run_dir) -> Loaded``: the dataset's train/val/test splits
 build      ``build(loaded) -> Built``: the seeded model and its record
-train      ``train(built) -> Trained``, ``evaluate(trained) -> Evaluated``
-export     ``export(evaluated) -> Exported``: ``model.onnx``, verified against PyTorch
+train      ``train(built) -> Trained``, ``test(trained) -> Tested``
+export     ``export(tested) -> Exported``: ``model.onnx``, verified against PyTorch
 analyze    ``analyze(exported) -> Analyzed``: every analyzer of the spec
 feedback   ``feedback(analyzed) -> FedBack``: the spec's policies (plugins)
 report     ``report(fed_back) -> RunResult``: ``results.json``, ``report.html``

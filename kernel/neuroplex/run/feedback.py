@@ -20,7 +20,7 @@ from neuroplex.records import DataSplits, ModelRecord
 from neuroplex.run.analyze import Analyzed, run_analyses
 from neuroplex.run.build import plugin_errors
 from neuroplex.run.export import export_model
-from neuroplex.run.train import _training_config, evaluate, train_model
+from neuroplex.run.train import _training_config, test_metrics, train_model
 
 __all__ = ["FedBack", "apply_policies", "feedback"]
 
@@ -107,7 +107,7 @@ def apply_policies(policies: Sequence[tuple[str, Policy]], ctx: _Context) -> Non
         ctx.sections.extend(outcome.sections)
         if outcome.model is not None:
             ctx.model = outcome.model
-            ctx.test_metrics = evaluate(ctx.model, ctx.record, ctx.data.test)
+            ctx.test_metrics = test_metrics(ctx.model, ctx.record, ctx.data.test)
             ctx.mechanic.record_performance(
                 ctx.spec.model.name, ctx.test_metrics, step=len(ctx.rows)
             )
@@ -196,7 +196,7 @@ def _policy_context(policy: str, ctx: _Context, sent: list[PolicyDecision]) -> P
         onnx_path=ctx.onnx_path,
         analyze=analyze,
         retrain=retrain,
-        evaluate=lambda model: evaluate(model, ctx.record, ctx.data.test),
+        evaluate=lambda model: test_metrics(model, ctx.record, ctx.data.test),
         export=export,
         decide=lambda decision: _decide(ctx.mechanic, decision, sent),
     )

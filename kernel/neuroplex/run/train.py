@@ -13,10 +13,9 @@ from neuroplex.config import RunSpec, TrainingConfig
 from neuroplex.mechanic import Mechanic
 from neuroplex.records import ModelRecord
 from neuroplex.run.build import Built, plugin_errors, training_step
-from neuroplex.training import Trainer
-from neuroplex.training import evaluate as trainer_evaluate
+from neuroplex.training import Trainer, evaluate
 
-__all__ = ["Tested", "Trained", "evaluate", "test", "train", "train_model"]
+__all__ = ["Tested", "Trained", "test", "test_metrics", "train", "train_model"]
 
 
 @attrs.frozen(kw_only=True)
@@ -48,9 +47,9 @@ def train(built: Built, *, resume: bool, mechanic: Mechanic | None) -> Trained:
 
 def test(trained: Trained, mechanic: Mechanic) -> Tested:
     built = trained.built
-    test_metrics = evaluate(built.model, built.record, built.loaded.data.test)
-    mechanic.record_performance(built.loaded.spec.model.name, test_metrics, step=0)
-    return Tested(trained=trained, test_metrics=test_metrics)
+    metrics = test_metrics(built.model, built.record, built.loaded.data.test)
+    mechanic.record_performance(built.loaded.spec.model.name, metrics, step=0)
+    return Tested(trained=trained, test_metrics=metrics)
 
 
 def _training_config(spec: RunSpec, run_dir: Path, **changes: Any) -> TrainingConfig:
@@ -89,10 +88,11 @@ class _EpochToMechanic:
 
 
 @torch.no_grad()
-def evaluate(
+def test_metrics(
     model: torch.nn.Module, record: ModelRecord, split: tuple[Any, Any]
 ) -> dict[str, float]:
-    """Test metrics through the family's ``eval_step`` (or the supervised default)."""
+    """The metrics of :func:`neuroplex.training.evaluate` on ``split`` through the family's
+    ``eval_step`` (or the supervised default), a plugin's failure named as such."""
     with plugin_errors(model, "model", record.name, "evaluating"):
-        metrics = trainer_evaluate(model, split, step=training_step(record))
+        metrics = evaluate(model, split, step=training_step(record))
     return {k: float(v) for k, v in metrics.items()}

@@ -76,20 +76,6 @@ def canonical_splits() -> DataSplits:
     )
 
 
-def _evaluate(model: torch.nn.Module, split: tuple[Any, Any]) -> dict[str, float]:
-    import torch
-
-    x, y = split
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        logits = model(x)
-    model.train(was_training)
-    loss = torch.nn.functional.cross_entropy(logits, y)
-    accuracy = (logits.argmax(dim=1) == y).double().mean()
-    return {"loss": float(loss), "accuracy": float(accuracy)}
-
-
 def _sgd(model: torch.nn.Module, train: tuple[Any, Any], epochs: int, lr: float) -> None:
     import torch
 
@@ -112,6 +98,7 @@ def canonical_context(policy: str) -> Iterator[PolicyContext]:
     from neuroplex.mechanic import Mechanic
     from neuroplex.registry import create_analyzer
     from neuroplex.testing.analyzer import canonical_model
+    from neuroplex.training import evaluate
 
     data = canonical_splits()
     spec = RunSpec(
@@ -163,13 +150,13 @@ def canonical_context(policy: str) -> Iterator[PolicyContext]:
                 model_record=ModelRecord(
                     name="canonical", factory=canonical_model, summary="the canonical classifier"
                 ),
-                test_metrics=_evaluate(model, data.test),
+                test_metrics=evaluate(model, data.test),
                 analyses={},
                 mechanic=mechanic,
                 onnx_path=None,
                 analyze=analyze,
                 retrain=retrain,
-                evaluate=lambda m: _evaluate(m, data.test),
+                evaluate=lambda m: evaluate(m, data.test),
                 export=lambda m: None,
                 decide=decide,
             )

@@ -1,10 +1,12 @@
-"""What a Trainer builds from its config through the registries: the device, one optimizer
-(and scheduler) per parameter group of the step, and the schedulers' epoch step."""
+"""What a Trainer builds from its config through the registries, and how it steps them: the
+device, one optimizer (and scheduler) per parameter group of the step, the optimizer step at
+an accumulation boundary and the schedulers' epoch step."""
 
 from __future__ import annotations
 
 import contextlib
 import inspect
+import math
 import warnings
 from collections.abc import Collection, Mapping
 from typing import Any
@@ -13,31 +15,38 @@ import torch
 
 from neuroplex.config import TrainingConfig
 from neuroplex.errors import ConfigError
+from neuroplex.protocols import TorchPlacement
 from neuroplex.records import NEEDS_METRIC
+from neuroplex.torchutils import registered_device, torch_device
+from neuroplex.training.callbacks.nonfinite import NonFinite
+from neuroplex.training.distributed import Strategy
 
-__all__ = ["build_optimizers", "plain_state", "resolve_device", "step_schedulers"]
+__all__ = [
+    "build_optimizers",
+    "plain_state",
+    "resolve_device",
+    "step_optimizer",
+    "step_schedulers",
+]
 
 
-def resolve_device(
-    override: torch.device | str | None, config: TrainingConfig
-) -> tuple[torch.device, Any]:
+def resolve_device(override: Any, config: TrainingConfig) -> tuple[torch.device, Any]:
     """The torch device to train on, and the registered device object (``None`` for a plain
-    ``torch.device`` or for CPU without a device plugin)."""
-    if isinstance(override, torch.device):
-        return override, None
+    ``torch.device``, or for CPU without a device plugin).
+
+    ``override`` (the ``Trainer``'s ``device``) wins over the config. A name is a registered
+    device (``neuroplex list device``); anything else goes through
+    :func:`neuroplex.torchutils.torch_device`, the resolver every other entry point uses.
+    """
+    if override is not None and not isinstance(override, str):
+        device = torch_device(override)
+        return device, override if isinstance(override, TorchPlacement) else None
     name = override or config.resolved_device()
     from neuroplex.plugins import get_plugin_manager
-    from neuroplex.registry import create_device
 
     if name == "cpu" and get_plugin_manager().lookup("device", "cpu") is None:
         return torch.device("cpu"), None  # CPU needs no plugin
-    device = create_device(name)
-    if not device.is_available():
-        raise ConfigError(
-            f"device {name!r} is not available here; use device = 'auto' or 'cpu'",
-            path="training.device",
-        )
-    return torch.device(device.torch_device()), device
+    return registered_device(name, path="training.device")
 
 
 Groups = dict[str, list[torch.nn.Parameter]]
@@ -79,6 +88,51 @@ def build_optimizers(
                     params_s.setdefault("total_epochs", config.epochs)
             schedulers[name] = create_scheduler(config.scheduler, optimizers[name], **params_s)
     return params_of, optimizers, schedulers, metric_schedulers
+
+
+def step_optimizer(
+    group: str,
+    optimizer: torch.optim.Optimizer,
+    params: list[torch.nn.Parameter],
+    config: TrainingConfig,
+    *,
+    items: int,
+    strategy: Strategy,
+    scaler: Any,
+    want_norm: bool,
+    check_finite: bool,
+) -> torch.Tensor | None:
+    """Parameter group ``group``'s optimizer step at an accumulation boundary: divide the
+    summed gradients by ``items`` (item-weighted accumulation; 0: already means), all-reduce,
+    unscale (AMP), clip, step, zero. Returns the total gradient norm when it was computed
+    (clipping by norm, or ``want_norm``), else ``None``.
+
+    Raises:
+        NonFinite: ``check_finite`` and the norm is not finite (nothing was stepped).
+    """
+    if items:
+        grads = [p.grad for p in params if p.grad is not None]
+        if grads:
+            torch._foreach_div_(grads, float(items))
+    strategy.average_gradients(params)
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    norm: torch.Tensor | None = None
+    if config.grad_clip_norm is not None:
+        norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip_norm)
+    elif want_norm:
+        grads = [p.grad for p in params if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm(grads) if grads else None
+    if norm is not None and check_finite and not math.isfinite(float(norm)):
+        raise NonFinite(f"gradients of group {group!r}")
+    if config.grad_clip_value is not None:
+        torch.nn.utils.clip_grad_value_(params, config.grad_clip_value)
+    if scaler is not None:
+        scaler.step(optimizer)
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return norm
 
 
 def step_schedulers(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import sys
 import time
 from collections.abc import Iterable, Mapping
@@ -32,13 +31,18 @@ from neuroplex.training.callbacks import (
     ProgressBar,
 )
 from neuroplex.training.callbacks.checkpointing import resume_from
-from neuroplex.training.components import build_optimizers, resolve_device, step_schedulers
+from neuroplex.training.components import (
+    build_optimizers,
+    resolve_device,
+    step_optimizer,
+    step_schedulers,
+)
 from neuroplex.training.data import BatchSource, batch_items, make_sources, to_device
 from neuroplex.training.distributed import Strategy, make_strategy
 from neuroplex.training.history import EpochRecord, History, TrainingEvent
 from neuroplex.training.metrics import MetricLog, evaluate, evaluate_batches
 from neuroplex.training.precision import Accumulation, Precision
-from neuroplex.training.rng import seed_everything
+from neuroplex.training.rng import deterministic_algorithms, seed_everything
 from neuroplex.training.signals import SafeStop
 from neuroplex.training.state import load_trainer_state, trainer_state
 from neuroplex.training.supervised import resolve_step
@@ -177,34 +181,13 @@ class Trainer:
             self._step_group(group)
 
     def _step_group(self, group: str) -> None:
-        opt = self.optimizers[group]
-        params = self.group_params[group]
-        items = self.accumulation.items
-        if items:
-            grads = [p.grad for p in params if p.grad is not None]
-            if grads:
-                torch._foreach_div_(grads, float(items))
-        self.strategy.average_gradients(params)
-        if self.scaler is not None:
-            self.scaler.unscale_(opt)
-        cfg = self.config
-        norm: torch.Tensor | None = None
-        if cfg.grad_clip_norm is not None:
-            norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip_norm)
-        elif self._want_norm:
-            grads = [p.grad for p in params if p.grad is not None]
-            norm = torch.nn.utils.get_total_norm(grads) if grads else None
+        norm = step_optimizer(
+            group, self.optimizers[group], self.group_params[group], self.config,
+            items=self.accumulation.items, strategy=self.strategy, scaler=self.scaler,
+            want_norm=self._want_norm, check_finite=self._check_grads,
+        )  # fmt: skip
         if norm is not None:
-            if self._check_grads and not math.isfinite(float(norm)):
-                raise NonFinite(f"gradients of group {group!r}")
             self._last_norm = norm
-        if cfg.grad_clip_value is not None:
-            torch.nn.utils.clip_grad_value_(params, cfg.grad_clip_value)
-        if self.scaler is not None:
-            self.scaler.step(opt)
-        else:
-            opt.step()
-        opt.zero_grad(set_to_none=True)
 
     def zero_grad(self) -> None:
         """Drop every group's gradients (e.g. after a non-finite batch)."""
@@ -299,16 +282,10 @@ class Trainer:
         self.strategy.setup(self.model, self.device)
         self.train_model = self.strategy.wrap(self.model, self.step)
         self._backward_guard = self.strategy.backward_guard()
-        prev_det = torch.are_deterministic_algorithms_enabled()
-        if cfg.deterministic:
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True, warn_only=True)
         try:
-            with self._stop.installed():
+            with deterministic_algorithms(cfg.deterministic), self._stop.installed():
                 return self._train(train_data, val_data, resume)
         finally:
-            if cfg.deterministic:
-                torch.use_deterministic_algorithms(prev_det)
             self.train_model = self.model
             self.strategy.teardown()
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from neuroplex.torchutils import eval_mode
 from neuroplex.training.data import BatchSource, batch_items, to_device
 from neuroplex.training.distributed import Strategy
 from neuroplex.training.supervised import resolve_step
@@ -82,16 +83,11 @@ def evaluate_batches(
     autocast: AbstractContextManager[Any],
 ) -> MetricLog:
     """``step.eval_step`` over every batch of ``source``, the model in eval mode meanwhile."""
-    was_training = model.training
-    model.eval()
     log = MetricLog()
-    try:
-        with autocast:
-            for batch in source.batches(0):
-                batch = to_device(batch, device)
-                log.add(step.eval_step(model, batch), batch_items(batch))
-    finally:
-        model.train(was_training)
+    with eval_mode(model, freeze=False), autocast:
+        for batch in source.batches(0):
+            batch = to_device(batch, device)
+            log.add(step.eval_step(model, batch), batch_items(batch))
     return log
 
 

@@ -1,4 +1,5 @@
-"""Random-number state: seeding from one number, and capture/restore for exact resume.
+"""Random-number state: seeding from one number, deterministic algorithms, and capture/restore
+for exact resume.
 
 A checkpoint holds Python's, NumPy's and torch's (CPU and every CUDA device's) generator
 states as tensors and plain containers only, so it loads with ``weights_only=True``.
@@ -6,14 +7,16 @@ states as tensors and plain containers only, so it loads with ``weights_only=Tru
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
 import numpy as np
 import torch
 
-__all__ = ["rng_state", "seed_everything", "set_rng_state"]
+__all__ = ["deterministic_algorithms", "rng_state", "seed_everything", "set_rng_state"]
 
 
 def seed_everything(seed: int) -> None:
@@ -21,6 +24,22 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool) -> Iterator[None]:
+    """With ``enabled``, torch's deterministic algorithms (warning where an op has none) for
+    the duration, the previous setting restored after; without, nothing changes."""
+    if not enabled:
+        yield
+        return
+    previous = torch.are_deterministic_algorithms_enabled()
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
 
 
 def rng_state() -> dict[str, Any]:

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from neuroplex.errors import ConfigError, NeuroplexError
+from neuroplex.torchutils import eval_mode
 from neuroplex_layers.layers import ConvBlock, Layer, Residual, SelfAttention, TransformerBlock
 
 __all__ = [
@@ -209,13 +210,8 @@ def _parameters(factory: Callable[..., Any]) -> list[str]:
 
 def output_shape(module: nn.Module, shape: Shape, dtype: torch.dtype = torch.float32) -> Shape:
     """Per-sample output shape of ``module`` on inputs of per-sample ``shape``."""
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            out = module(torch.zeros((2, *shape), dtype=dtype))
-    finally:
-        module.train(was_training)
+    with eval_mode(module, freeze=False), torch.no_grad():
+        out = module(torch.zeros((2, *shape), dtype=dtype))
     return tuple(out.shape[1:])
 
 

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from neuroplex.errors import ConfigError, DataError
+from neuroplex.torchutils import eval_mode
 
 if TYPE_CHECKING:
     from neuroplex_layers.layers import Layer
@@ -73,12 +74,8 @@ class Neuron:
                 f"Neuron.activations needs inputs (N, {self.layer.in_features}), got "
                 f"{tuple(x.shape)}"
             )
-        was_training = self.layer.training
-        self.layer.eval()
-        try:
+        with eval_mode(self.layer, freeze=False):
             out = self.layer.activation(self.layer.pre_activation(x))
-        finally:
-            self.layer.train(was_training)
         column: Tensor = out[:, self.index]
         return column
 

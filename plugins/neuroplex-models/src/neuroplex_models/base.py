@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from neuroplex.config import ModelConfig
 from neuroplex.errors import ConfigError, DataError
+from neuroplex.torchutils import eval_mode
 
 __all__ = ["ModelMetrics", "NeuroplexModel", "classification_metrics", "strip_path"]
 
@@ -187,12 +188,8 @@ class NeuroplexModel(nn.Module):
 
     @contextlib.contextmanager
     def _eval_mode(self) -> Iterator[None]:
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self, freeze=False):
             yield
-        finally:
-            self.train(was_training)
 
     def _tensors(self, X: Any, y: Any) -> tuple[Tensor, Tensor | None]:
         param = next(self.parameters(), None)

@@ -11,6 +11,7 @@ from neuroplex_layers import get_activation
 from torch import Tensor, nn
 
 from neuroplex.errors import ConfigError, DataError
+from neuroplex.torchutils import eval_mode
 from neuroplex_models._stacks import dense_stack, positive_int
 from neuroplex_models.base import ModelMetrics, NeuroplexModel, strip_path
 
@@ -217,12 +218,8 @@ class GANModel(NeuroplexModel):
                 raise DataError(
                     f"labels must have shape ({num_samples},), got {tuple(labels.shape)}"
                 )
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self, freeze=False):
             out: Tensor = self.generator(z, labels)
-        finally:
-            self.train(was_training)
         return out
 
     def neuroplex_training_step(self) -> Any:
