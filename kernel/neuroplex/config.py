@@ -43,7 +43,7 @@ T = TypeVar("T")
 
 Precision = Literal["fp32", "bf16", "fp16"]
 NonFinitePolicy = Literal["skip", "stop", "rollback"]
-Strategy = Literal["single", "ddp"]
+Strategy = Literal["single", "ddp", "fsdp"]
 Mode = Literal["min", "max"]
 
 
@@ -158,9 +158,10 @@ class TrainingConfig:
     #: a NaN/inf loss or gradient: `stop` (an error naming epoch, batch and step), `skip` the batch,
     #: or `rollback` to the epoch's start with half the learning rate (at most 3 times)
     nonfinite_policy: NonFinitePolicy = "stop"
-    #: `single` process, or `ddp`: data parallel under torchrun (`neuroplex run SPEC --nproc N`)
+    #: `single` process; `ddp`: data parallel under torchrun (`neuroplex run SPEC --nproc N`);
+    #: `fsdp`: the same, with parameters, gradients and optimizer state sharded (FSDP2)
     strategy: Strategy = "single"
-    #: ddp: how long a collective waits for a peer before the job fails (a dead or hung rank)
+    #: ddp/fsdp: how long a collective waits for a peer before the job fails (a dead or hung rank)
     ddp_timeout_s: float = attrs.field(default=300.0, validator=_positive)
     #: a progress bar per epoch; unset: only when stderr is a terminal
     progress: bool | None = None

@@ -2,6 +2,8 @@
 
 usage: ddp_worker.py OUT.pt STRATEGY BATCH_SIZE [ACCUMULATE [explicit]]
 
+STRATEGY: single, ddp or fsdp (each Linear layer a unit of its own, then the root).
+
 ``explicit``: a supervised step that does not let the Trainer wrap the model, so ddp averages
 the gradients itself at each optimizer step instead of through DistributedDataParallel.
 """
@@ -50,7 +52,9 @@ def main() -> None:
         progress=False,
     )
     seen = SeenModel()
-    history = Trainer(model, config, step=step, callbacks=[seen]).train((x, y), (x[:16], y[:16]))
+    sharding = (lambda m: [m[0], m[2]]) if strategy == "fsdp" else None
+    trainer = Trainer(model, config, step=step, callbacks=[seen], sharding=sharding)
+    history = trainer.train((x, y), (x[:16], y[:16]))
     import os
 
     if int(os.environ.get("RANK", "0")) == 0:

@@ -1,4 +1,5 @@
-"""The ``ddp`` strategy: data parallelism under ``torchrun`` (gloo on CPU, nccl on CUDA).
+"""The ``ddp`` and ``fsdp`` strategies: data parallelism under ``torchrun`` (gloo on CPU, nccl
+on CUDA).
 
 When the family's step declares ``forward_wrappable = True`` (it reaches the model only by
 calling it, as the supervised default does), the Trainer hands the step the model wrapped in
@@ -10,23 +11,32 @@ broadcast at start and each group's gradients are averaged in one flattened all-
 optimizer step. Each rank reads its share of every global batch
 (:mod:`neuroplex.training.data`); epoch metrics are reduced as sums and counts; only rank 0
 writes checkpoints, logs and shows progress.
+
+``fsdp`` shards parameters, gradients and optimizer state across the group with FSDP2
+(:func:`torch.distributed.fsdp.fully_shard`): the units the model family's
+:class:`~neuroplex.protocols.ShardingPolicy` names, then the root. The Trainer trains a
+sharded twin of the model (the same parameter names) while the caller's module is emptied
+(its tensors on the ``meta`` device, so no rank holds the full model); a finished run gathers
+the full weights back into the caller's module on every rank. Checkpoints are sharded
+(:mod:`neuroplex.training.sharded`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
 import torch
 
 from neuroplex.errors import ConfigError, TrainingError
-from neuroplex.protocols import ForwardWrappableStep
+from neuroplex.protocols import ForwardWrappableStep, ShardingPolicy
 
-__all__ = ["Strategy", "make_strategy"]
+__all__ = ["DDPStrategy", "FSDPStrategy", "Strategy", "make_strategy"]
 
 _NULL = contextlib.nullcontext()
 
@@ -38,8 +48,12 @@ BUCKET_CAP_MB = 25.0
 class Strategy:
     """Single process: every collective is the identity."""
 
+    name = "single"
     rank = 0
     world_size = 1
+    #: whether checkpoints hold this rank's shards (torch.distributed.checkpoint) rather than
+    #: one full state dict
+    shards_state = False
 
     @property
     def is_main(self) -> bool:
@@ -48,10 +62,25 @@ class Strategy:
     def setup(self, model: torch.nn.Module, device: torch.device) -> None:
         """Make every process start from the same weights."""
 
+    def shard(self, model: torch.nn.Module, step: Any) -> torch.nn.Module:
+        """The module the Trainer trains, evaluates and checkpoints (``model`` itself unless
+        the strategy shards it)."""
+        return model
+
+    def unshard(self, trained: torch.nn.Module, model: torch.nn.Module) -> None:
+        """After a finished run: ``trained`` (what :meth:`shard` returned) back into ``model``."""
+
     def wrap(self, model: torch.nn.Module, step: Any) -> torch.nn.Module:
         """The module to hand ``step.train_step`` (``model`` itself unless a wrapper such as
         DistributedDataParallel takes over the gradient averaging)."""
         return model
+
+    def full_norm(self, norm: torch.Tensor) -> torch.Tensor:
+        """A gradient norm as a plain tensor (a sharded one is reduced across the group)."""
+        return norm
+
+    def barrier(self) -> None:
+        """Wait until every process reaches this point."""
 
     def no_sync(self) -> contextlib.AbstractContextManager[Any]:
         """The context of an accumulation micro-step that does not step the optimizers."""
@@ -84,12 +113,14 @@ class DDPStrategy(Strategy):
     """Gradient averaging across the ``torchrun`` group; ``timeout_s`` bounds every collective,
     so a rank that died or hangs fails the job instead of blocking its peers for ever."""
 
+    name = "ddp"
+
     def __init__(self, timeout_s: float = 300.0) -> None:
         import torch.distributed as dist
 
         if not dist.is_available():
             raise ConfigError(
-                "strategy 'ddp' needs torch.distributed, which this torch build lacks",
+                f"strategy {self.name!r} needs torch.distributed, which this torch build lacks",
                 path="training.strategy",
             )
         self.dist = dist
@@ -105,7 +136,7 @@ class DDPStrategy(Strategy):
         if not dist.is_initialized():
             if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
                 raise ConfigError(
-                    "strategy 'ddp' runs under torchrun: python -m torch.distributed.run "
+                    f"strategy {self.name!r} runs under torchrun: python -m torch.distributed.run "
                     "--nproc-per-node N your_script.py (or neuroplex run SPEC --nproc N)",
                     path="training.strategy",
                 )
@@ -180,6 +211,11 @@ class DDPStrategy(Strategy):
             g.copy_(flat[offset : offset + n].view_as(g))
             offset += n
 
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            with self._collective("waiting for the other processes"):
+                self.dist.barrier()
+
     def sum_floats(self, values: list[float]) -> list[float]:
         if self.world_size == 1 or not values:
             return values
@@ -234,18 +270,145 @@ class _CollectiveGuard:
         text = str(exc).strip()
         first = text.splitlines()[0] if text else type(exc).__name__
         raise TrainingError(
-            f"ddp rank {s.rank}/{s.world_size}: {self.what} failed, another process died "
+            f"{s.name} rank {s.rank}/{s.world_size}: {self.what} failed, another process died "
             f"or did not answer within ddp_timeout_s={s.timeout.total_seconds():g}: "
             f"{first}; the last checkpoint is kept: rerun with --resume"
         ) from exc
 
 
-def make_strategy(name: str, *, timeout_s: float = 300.0) -> Strategy:
-    """``"single"`` or ``"ddp"`` (``timeout_s``: the ddp collectives' timeout)."""
+class FSDPStrategy(DDPStrategy):
+    """FSDP2 across the ``torchrun`` group: ``sharding`` names the units to shard (see
+    :class:`~neuroplex.protocols.ShardingPolicy`); ``family`` names the model in errors."""
+
+    name = "fsdp"
+    shards_state = True
+
+    def __init__(
+        self,
+        timeout_s: float = 300.0,
+        sharding: ShardingPolicy | None = None,
+        family: str | None = None,
+    ) -> None:
+        super().__init__(timeout_s)
+        self.sharding = sharding
+        self.family = family
+        self.sharded: Any = None  # the FSDP root module, while training
+
+    def shard(self, model: torch.nn.Module, step: Any) -> torch.nn.Module:
+        """A twin of ``model`` with the policy's units and the root sharded (FSDP2); the
+        twin takes over ``model``'s tensors, and ``model`` keeps only ``meta`` tensors of the
+        same shapes until :meth:`unshard`."""
+        what = f"model {self.family!r}" if self.family else "this model"
+        if self.sharding is None:
+            raise ConfigError(
+                f"strategy 'fsdp' needs a sharding policy and {what} gives none (its plugin "
+                "sets ModelRecord.sharding; Trainer(..., sharding=policy) in Python): use "
+                "strategy 'ddp' for it",
+                path="training.strategy",
+            )
+        if not (isinstance(step, ForwardWrappableStep) and step.forward_wrappable):
+            raise ConfigError(
+                f"strategy 'fsdp' needs a training step that only calls the model "
+                f"(forward_wrappable); the step of {what} ({type(step).__name__}) reaches "
+                "into it: use strategy 'ddp'",
+                path="training.strategy",
+            )
+        units = _policy_units(model, self.sharding, what)
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        tensors = [*model.parameters(), *model.buffers()]
+        twin = copy.deepcopy(model, {id(t): t for t in tensors})  # shares every tensor
+        mesh = init_device_mesh(self.device.type, (self.world_size,))
+        with self._collective("sharding the model"):
+            for name in units:
+                fully_shard(twin.get_submodule(name), mesh=mesh)
+            fully_shard(twin, mesh=mesh)
+        model.to("meta")  # the shards are copies: the full tensors go
+        self.sharded = twin
+        return twin
+
+    def unshard(self, trained: torch.nn.Module, model: torch.nn.Module) -> None:
+        """Every rank gathers the full weights of ``trained`` into ``model``: parameters and
+        persistent buffers from the full state dict, non-persistent buffers from the twin."""
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+        )
+
+        with self._collective("gathering the full weights"):
+            full = get_model_state_dict(trained, options=StateDictOptions(full_state_dict=True))
+        model.to_empty(device=self.device)
+        model.load_state_dict(full)
+        with torch.no_grad():
+            for name, buf in trained.named_buffers():
+                model.get_buffer(name).copy_(buf)
+
+    def wrap(self, model: torch.nn.Module, step: Any) -> torch.nn.Module:
+        return model  # the sharded twin does its own collectives (hooks on each unit)
+
+    @contextlib.contextmanager
+    def _no_sync(self) -> Iterator[None]:
+        self.sharded.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            self.sharded.set_requires_gradient_sync(True)
+
+    def no_sync(self) -> contextlib.AbstractContextManager[Any]:
+        return _NULL if self.sharded is None else self._no_sync()
+
+    def backward_guard(self) -> contextlib.AbstractContextManager[Any]:
+        return self._collective("reduce-scattering gradients")
+
+    def average_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
+        """FSDP reduce-scattered the mean gradient in backward."""
+
+    def full_norm(self, norm: torch.Tensor) -> torch.Tensor:
+        from torch.distributed.tensor import DTensor
+
+        if isinstance(norm, DTensor):
+            with self._collective("reducing the gradient norm"):
+                return norm.full_tensor()
+        return norm
+
+    def teardown(self) -> None:
+        self.sharded = None
+        super().teardown()
+
+
+def _policy_units(model: torch.nn.Module, policy: ShardingPolicy, what: str) -> list[str]:
+    """The names of the policy's units inside ``model`` (each a proper sub-module, once)."""
+    names = {id(m): n for n, m in model.named_modules() if n}
+    units: list[str] = []
+    for unit in policy(model):
+        name = names.get(id(unit))
+        if name is None or name in units:
+            raise ConfigError(
+                f"the sharding policy of {what} gave {type(unit).__name__}, which is not a "
+                "sub-module of the model (or came twice): a policy returns distinct "
+                "sub-modules, never the model itself",
+                path="training.strategy",
+            )
+        units.append(name)
+    return units
+
+
+def make_strategy(
+    name: str,
+    *,
+    timeout_s: float = 300.0,
+    sharding: ShardingPolicy | None = None,
+    family: str | None = None,
+) -> Strategy:
+    """``"single"``, ``"ddp"`` or ``"fsdp"`` (``timeout_s``: the collectives' timeout;
+    ``sharding``: the fsdp policy; ``family``: the model's name in errors)."""
     if name == "single":
         return Strategy()
     if name == "ddp":
         return DDPStrategy(timeout_s)
+    if name == "fsdp":
+        return FSDPStrategy(timeout_s, sharding, family)
     raise ConfigError(
-        f"unknown strategy {name!r}; strategies: single, ddp", path="training.strategy"
+        f"unknown strategy {name!r}; strategies: single, ddp, fsdp", path="training.strategy"
     )

@@ -22,6 +22,7 @@ import torch
 
 from neuroplex.config import TrainingConfig
 from neuroplex.errors import ConfigError
+from neuroplex.protocols import ShardingPolicy
 from neuroplex.steps import TrainingStep
 from neuroplex.training.callbacks import (
     CallbackList,
@@ -57,6 +58,8 @@ class Trainer:
             :class:`~neuroplex.training.SupervisedStep`.
         callbacks: objects with any of the :class:`~neuroplex.training.Callback` methods.
         device: a ``torch.device`` or registered device name overriding the config's.
+        sharding: the :class:`~neuroplex.protocols.ShardingPolicy` of ``strategy="fsdp"``
+            (the run pipeline passes the model family's ``ModelRecord.sharding``).
 
     ``train`` accepts DataLoaders, Datasets, tensors or ``(X, y)`` pairs.
     """
@@ -69,10 +72,13 @@ class Trainer:
         step: Any = None,
         callbacks: Iterable[Any] = (),
         device: torch.device | str | None = None,
+        sharding: ShardingPolicy | None = None,
     ) -> None:
         if not isinstance(model, torch.nn.Module):
             raise ConfigError(f"Trainer needs a torch.nn.Module, got {type(model).__name__}")
-        self.model = model
+        self.model = model  # under fsdp: the sharded twin while train() runs
+        self.user_model = model
+        self.sharding = sharding
         self.config = cfg = config if config is not None else TrainingConfig()
         if not isinstance(cfg, TrainingConfig):
             raise ConfigError(f"config must be a TrainingConfig, got {type(cfg).__name__}")
@@ -195,6 +201,7 @@ class Trainer:
             grads = [p.grad for p in params if p.grad is not None]
             norm = torch.nn.utils.get_total_norm(grads) if grads else None
         if norm is not None:
+            norm = self.strategy.full_norm(norm)
             if self._check_grads and not math.isfinite(float(norm)):
                 raise NonFinite(f"gradients of group {group!r}")
             self._last_norm = norm
@@ -293,23 +300,31 @@ class Trainer:
         starts afresh; a corrupt checkpoint is reported and the previous good one used.
         """
         cfg = self.config
-        self.strategy = make_strategy(cfg.strategy, timeout_s=cfg.ddp_timeout_s)
+        self.strategy = make_strategy(
+            cfg.strategy,
+            timeout_s=cfg.ddp_timeout_s,
+            sharding=self.sharding,
+            family=type(self.model).__name__,
+        )
         self.device, self.device_object = resolve_device(self._device_override, cfg)
         self.model.to(self.device)
-        self.strategy.setup(self.model, self.device)
-        self.train_model = self.strategy.wrap(self.model, self.step)
-        self._backward_guard = self.strategy.backward_guard()
         prev_det = torch.are_deterministic_algorithms_enabled()
-        if cfg.deterministic:
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True, warn_only=True)
         try:
+            self.strategy.setup(self.model, self.device)
+            self.model = self.strategy.shard(self.model, self.step)
+            self.train_model = self.strategy.wrap(self.model, self.step)
+            self._backward_guard = self.strategy.backward_guard()
+            if cfg.deterministic:
+                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+                torch.use_deterministic_algorithms(True, warn_only=True)
             with self._stop.installed():
-                return self._train(train_data, val_data, resume)
+                history = self._train(train_data, val_data, resume)
+            self.strategy.unshard(self.model, self.user_model)
+            return history
         finally:
             if cfg.deterministic:
                 torch.use_deterministic_algorithms(prev_det)
-            self.train_model = self.model
+            self.model = self.train_model = self.user_model
             self.strategy.teardown()
 
     def _train(self, train_data: Any, val_data: Any, resume: str | Path | None) -> History:
