@@ -283,7 +283,7 @@ class ModelRecord(ComponentRecord):
             from neuroplex.errors import ConfigError
 
             raise ConfigError(
-                f'training.strategy = "fsdp" needs a sharding policy and model {self.name!r} '
+                f'"fsdp" needs a sharding policy and model {self.name!r} '
                 "gives none (its plugin sets ModelRecord.sharding): use strategy 'ddp' for it",
                 path="training.strategy",
             )
