@@ -170,12 +170,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.xfail(
-    reason="known defect, under investigation: in about one run in three the restarted group's "
-    "gloo full-mesh connect times out (both ranks, 'Connect timeout'); the run then stops with "
-    "one line and its last checkpoint, and --resume completes it (tested above)",
-    strict=False,
-)
 @pytest.mark.reliability("fault", "one torchrun worker killed once under --max-restarts 1")
 def test_a_killed_worker_under_max_restarts_resumes_by_itself_to_the_same_weights(
     tmp_path: Path, reliability

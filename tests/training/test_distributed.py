@@ -152,3 +152,34 @@ def test_a_failed_all_reduce_in_backward_is_one_training_error_line() -> None:
         assert "\n" not in message
         assert message.startswith("ddp rank 1/2: averaging gradients failed")
         assert "ddp_timeout_s=7" in message and "rerun with --resume" in message
+
+
+def test_each_torchrun_restart_attempt_forms_its_group_under_its_own_store_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """torchrun's agent keeps one store for every restart attempt; a restarted group that read
+    the dead group's keys (old gloo addresses) failed to connect. The workers' keys live under
+    ``neuroplex/attempt_<TORCHELASTIC_RESTART_COUNT>/`` on the agent's store."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    from neuroplex.training.distributed import DDPStrategy
+
+    agent = dist.TCPStore("127.0.0.1", 0, 1, is_master=True, timeout=timedelta(seconds=10))
+    env = {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(agent.port),
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "TORCHELASTIC_USE_AGENT_STORE": "True",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("TORCHELASTIC_RESTART_COUNT", raising=False)
+    assert DDPStrategy(timeout_s=10)._attempt_store() is None  # outside torchrun: env://
+    for attempt in ("0", "1"):
+        monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", attempt)
+        DDPStrategy(timeout_s=10)._attempt_store().set("rank_0_address", f"old{attempt}")
+    assert agent.get("neuroplex/attempt_0/rank_0_address") == b"old0"
+    assert agent.get("neuroplex/attempt_1/rank_0_address") == b"old1"

@@ -143,13 +143,48 @@ class DDPStrategy(Strategy):
             backend = "nccl" if device.type == "cuda" else "gloo"
             if device.type == "cuda" and "LOCAL_RANK" in os.environ:
                 torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-            dist.init_process_group(backend=backend, timeout=self.timeout)
+            store = self._attempt_store()
+            if store is None:
+                dist.init_process_group(backend=backend, timeout=self.timeout)
+            else:
+                rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+                dist.init_process_group(
+                    backend=backend, store=store, rank=rank, world_size=world, timeout=self.timeout
+                )
             self._owns_group = True
         self.rank = dist.get_rank()
         self.world_size = dist.get_world_size()
         with torch.no_grad():
             for tensor in [*model.parameters(), *model.buffers()]:
                 dist.broadcast(tensor.data, src=0)
+
+    def _attempt_store(self) -> Any:
+        """Under torchrun, the rendezvous store seen through a prefix of this restart attempt
+        (``None`` elsewhere: plain ``env://``).
+
+        torchrun's agent keeps one TCPStore for the whole job and its workers connect to it
+        without a per-attempt prefix (torch 2.13's ``env://`` handler assumes a new store per
+        restart). A restarted group then finds the dead group's keys, among them each rank's
+        gloo listening address: a rank that reads its peer's old address before the new one
+        is written connects to a closed port and gloo's full-mesh connect fails ("Connection
+        refused", then "Connect timeout"), in 6 of 8 restarts of a bare two-rank script here.
+        Keys under ``neuroplex/attempt_<TORCHELASTIC_RESTART_COUNT>/`` are the attempt's own.
+        """
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+        if attempt is None or "MASTER_ADDR" not in os.environ or "MASTER_PORT" not in os.environ:
+            return None
+        dist = self.dist
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+        store = dist.TCPStore(
+            os.environ["MASTER_ADDR"],
+            int(os.environ["MASTER_PORT"]),
+            world,
+            is_master=not agent and rank == 0,  # as torch's env:// handler decides
+            timeout=self.timeout,
+            multi_tenant=not agent,
+        )
+        return dist.PrefixStore(f"neuroplex/attempt_{attempt}", store)
 
     def _collective(self, what: str) -> _CollectiveGuard:
         """A collective that fails (a peer died, hung past the timeout, or lost its socket) is
@@ -329,18 +364,16 @@ class FSDPStrategy(DDPStrategy):
         return twin
 
     def unshard(self, trained: torch.nn.Module, model: torch.nn.Module) -> None:
-        """Every rank gathers the full weights of ``trained`` into ``model``: parameters and
-        persistent buffers from the full state dict, non-persistent buffers from the twin."""
-        from torch.distributed.checkpoint.state_dict import (
-            StateDictOptions,
-            get_model_state_dict,
-        )
+        """Every rank gathers the full weights of ``trained`` into ``model``, one parameter at
+        a time (at most one full tensor beyond ``model``'s own), and copies the buffers."""
+        from torch.distributed.tensor import DTensor
 
-        with self._collective("gathering the full weights"):
-            full = get_model_state_dict(trained, options=StateDictOptions(full_state_dict=True))
         model.to_empty(device=self.device)
-        model.load_state_dict(full)
-        with torch.no_grad():
+        with torch.no_grad(), self._collective("gathering the full weights"):
+            for name, param in trained.named_parameters():
+                full = param.full_tensor() if isinstance(param, DTensor) else param
+                model.get_parameter(name).copy_(full)
+                del full
             for name, buf in trained.named_buffers():
                 model.get_buffer(name).copy_(buf)
 
