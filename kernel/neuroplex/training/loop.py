@@ -319,6 +319,9 @@ class Trainer:
                 torch.use_deterministic_algorithms(True, warn_only=True)
             with self._stop.installed():
                 history = self._train(train_data, val_data, resume)
+            if self.strategy.shards_state:  # sharded state is of no use once the group is gone
+                for opt in self.optimizers.values():
+                    opt.state.clear()
             self.strategy.unshard(self.model, self.user_model)
             return history
         finally:
