@@ -163,6 +163,9 @@ class TrainingConfig:
     strategy: Strategy = "single"
     #: ddp/fsdp: how long a collective waits for a peer before the job fails (a dead or hung rank)
     ddp_timeout_s: float = attrs.field(default=300.0, validator=_positive)
+    #: ddp: tell DistributedDataParallel the graph is static (the same parameters take part
+    #: in every step, no data-dependent branches): it can skip per-step bookkeeping
+    ddp_static_graph: bool = False
     #: a progress bar per epoch; unset: only when stderr is a terminal
     progress: bool | None = None
 

@@ -1,11 +1,12 @@
 """Run under torchrun by test_distributed.py: train a tiny MLP and save rank 0's weights.
 
-usage: ddp_worker.py OUT.pt STRATEGY BATCH_SIZE [ACCUMULATE [explicit]]
+usage: ddp_worker.py OUT.pt STRATEGY BATCH_SIZE [ACCUMULATE [explicit | static]]
 
 STRATEGY: single, ddp or fsdp (each Linear layer a unit of its own, then the root).
 
-``explicit``: a supervised step that does not let the Trainer wrap the model, so ddp averages
-the gradients itself at each optimizer step instead of through DistributedDataParallel.
+``static``: ``ddp_static_graph = True``. ``explicit``: a supervised step that does not let
+the Trainer wrap the model, so ddp averages the gradients itself at each optimizer step
+instead of through DistributedDataParallel.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ class SeenModel:
     """Records the type of the module the step is handed (the wrapper is gone after train)."""
 
     wrapped = ""
+    static_graph = False
 
     def on_train_start(self, trainer: Trainer) -> None:
         self.wrapped = type(trainer.train_model).__name__
+        self.static_graph = bool(getattr(trainer.train_model, "static_graph", False))
 
 
 def main() -> None:
@@ -49,6 +52,7 @@ def main() -> None:
         strategy=strategy,
         seed=5,
         accumulate_grad_batches=accumulate,
+        ddp_static_graph=sys.argv[5:] == ["static"],
         progress=False,
     )
     seen = SeenModel()
@@ -59,7 +63,12 @@ def main() -> None:
 
     if int(os.environ.get("RANK", "0")) == 0:
         torch.save(
-            {"model": model.state_dict(), "val_loss": history["val_loss"], "wrapped": seen.wrapped},
+            {
+                "model": model.state_dict(),
+                "val_loss": history["val_loss"],
+                "wrapped": seen.wrapped,
+                "static_graph": seen.static_graph,
+            },
             out,
         )
 

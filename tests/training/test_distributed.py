@@ -55,15 +55,16 @@ def one_process(tmp_path_factory: pytest.TempPathFactory) -> dict:
 @pytest.mark.parametrize(
     ("strategy", "wrapped", "micro"),
     [
-        ("ddp", "DistributedDataParallel", ["8"]),
+        ("ddp", "DistributedDataParallel", ["8", "1", "static"]),
         pytest.param("fsdp", "FSDPSequential", ["4", "2"], marks=pytest.mark.slow),
     ],
 )
 def test_two_processes_match_one_process(
     tmp_path: Path, one_process: dict, strategy: str, wrapped: str, micro: list[str]
 ) -> None:
-    """One process steps on global batches of 16; 2 processes on 8 each (fsdp: 2 accumulated
-    micro-batches of 4 per rank, the first without reduce-scatter). Tolerance rtol 1e-5,
+    """One process steps on global batches of 16; 2 processes on 8 each (ddp: with
+    ``ddp_static_graph``; fsdp: 2 accumulated micro-batches of 4 per rank, the first without
+    reduce-scatter). Tolerance rtol 1e-5,
     atol 1e-6 (seen: under 1e-7): the 2-process mean gradient sums each rank's half of the
     batch, then the halves, which rounds differently from one sum."""
     two = tmp_path / "two.pt"
@@ -71,6 +72,7 @@ def test_two_processes_match_one_process(
     a, b = one_process, torch.load(two, weights_only=True)
     # ddp: the step runs under DistributedDataParallel; fsdp: on the sharded twin
     assert b["wrapped"] == wrapped
+    assert b["static_graph"] is (strategy == "ddp")
     # rank 0 saves the caller's module (under fsdp, the full weights gathered back into it):
     # the same keys as one process, no "module." prefix, plain tensors
     assert list(b["model"]) == list(a["model"])

@@ -115,7 +115,7 @@ class DDPStrategy(Strategy):
 
     name = "ddp"
 
-    def __init__(self, timeout_s: float = 300.0) -> None:
+    def __init__(self, timeout_s: float = 300.0, static_graph: bool = False) -> None:
         import torch.distributed as dist
 
         if not dist.is_available():
@@ -125,6 +125,7 @@ class DDPStrategy(Strategy):
             )
         self.dist = dist
         self.timeout = timedelta(seconds=timeout_s)
+        self.static_graph = static_graph
         self._owns_group = False
         self.device = torch.device("cpu")
         self.ddp: Any = None  # the DistributedDataParallel wrapper, when the step allows one
@@ -217,6 +218,7 @@ class DDPStrategy(Strategy):
                 output_device=index if cuda else None,
                 bucket_cap_mb=BUCKET_CAP_MB,
                 gradient_as_bucket_view=True,
+                static_graph=self.static_graph,
                 **no_buffer_sync,
             )
         self._backward = self._collective("averaging gradients")
@@ -433,13 +435,15 @@ def make_strategy(
     timeout_s: float = 300.0,
     sharding: ShardingPolicy | None = None,
     family: str | None = None,
+    static_graph: bool = False,
 ) -> Strategy:
     """``"single"``, ``"ddp"`` or ``"fsdp"`` (``timeout_s``: the collectives' timeout;
-    ``sharding``: the fsdp policy; ``family``: the model's name in errors)."""
+    ``sharding``: the fsdp policy; ``family``: the model's name in errors; ``static_graph``:
+    DistributedDataParallel's)."""
     if name == "single":
         return Strategy()
     if name == "ddp":
-        return DDPStrategy(timeout_s)
+        return DDPStrategy(timeout_s, static_graph)
     if name == "fsdp":
         return FSDPStrategy(timeout_s, sharding, family)
     raise ConfigError(

@@ -305,6 +305,7 @@ class Trainer:
             timeout_s=cfg.ddp_timeout_s,
             sharding=self.sharding,
             family=type(self.model).__name__,
+            static_graph=cfg.ddp_static_graph,
         )
         self.device, self.device_object = resolve_device(self._device_override, cfg)
         self.model.to(self.device)
