@@ -131,7 +131,8 @@ def test_an_fsdp_run_resumed_from_its_sharded_checkpoint_is_bit_identical(
     group_of_one: None, tmp_path: Path
 ) -> None:
     """2 epochs, then 2 more from the epoch-2 checkpoint == 4 epochs at once (Adam moments,
-    RNG and position come back); a full (single/ddp) checkpoint does not resume under fsdp."""
+    RNG and position come back), past the leftovers of a crash in the middle of writing epoch
+    3; a full (single/ddp) checkpoint does not resume under fsdp."""
     x, y = _data()
     full = _model()
     Trainer(full, _config(epochs=4, checkpoint_dir=str(tmp_path / "a")), sharding=_per_layer).train(
@@ -141,12 +142,18 @@ def test_an_fsdp_run_resumed_from_its_sharded_checkpoint_is_bit_identical(
     Trainer(_model(), _config(checkpoint_dir=str(part)), sharding=_per_layer).train(
         (x, y), (x[:8], y[:8])
     )
+    # what a crash while writing epoch 3 leaves (shards half written, no manifest) is not a
+    # checkpoint: resume takes epoch 2, and the next save clears the leftovers
+    (part / "epoch-0003.dcp.partial").mkdir()
+    (part / "epoch-0003.dcp.partial" / "__0_0.distcp").write_bytes(b"half")
+    (part / "epoch-0003.pt").write_bytes(b"half")
     resumed = _model()
     trainer = Trainer(resumed, _config(epochs=4, checkpoint_dir=str(part)), sharding=_per_layer)
     history = trainer.train((x, y), (x[:8], y[:8]), resume="last")
     assert history.resumed_from is not None and history.resumed_from.endswith("epoch-0002.pt")
     for key, value in full.state_dict().items():
         assert torch.equal(resumed.state_dict()[key], value), key
+    assert not list(part.glob("*.partial"))
 
     single = tmp_path / "c"
     Trainer(_model(), _config(strategy="single", checkpoint_dir=str(single))).train((x, y))
