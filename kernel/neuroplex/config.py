@@ -43,7 +43,7 @@ T = TypeVar("T")
 
 PrecisionName = Literal["fp32", "bf16", "fp16"]
 NonFinitePolicy = Literal["skip", "stop", "rollback"]
-StrategyName = Literal["single", "ddp"]
+StrategyName = Literal["single", "ddp", "fsdp"]
 Mode = Literal["min", "max"]
 
 
@@ -158,10 +158,14 @@ class TrainingConfig:
     #: a NaN/inf loss or gradient: `stop` (an error naming epoch, batch and step), `skip` the batch,
     #: or `rollback` to the epoch's start with half the learning rate (at most 3 times)
     nonfinite_policy: NonFinitePolicy = "stop"
-    #: `single` process, or `ddp`: data parallel under torchrun (`neuroplex run SPEC --nproc N`)
+    #: `single` process; `ddp`: data parallel under torchrun (`neuroplex run SPEC --nproc N`);
+    #: `fsdp`: the same, with parameters, gradients and optimizer state sharded (FSDP2)
     strategy: StrategyName = "single"
-    #: ddp: how long a collective waits for a peer before the job fails (a dead or hung rank)
+    #: ddp/fsdp: how long a collective waits for a peer before the job fails (a dead or hung rank)
     ddp_timeout_s: float = attrs.field(default=300.0, validator=_positive)
+    #: ddp: tell DistributedDataParallel the graph is static (the same parameters take part
+    #: in every step, no data-dependent branches): it can skip per-step bookkeeping
+    ddp_static_graph: bool = False
     #: a progress bar per epoch; unset: only when stderr is a terminal
     progress: bool | None = None
 

@@ -132,13 +132,21 @@ def launch(args: Any, plan: LaunchPlan) -> int:
     from neuroplex.config import load_spec
 
     spec = load_spec(args.spec)
-    if spec.training.strategy != "ddp":
+    if spec.training.strategy not in ("ddp", "fsdp"):
         flags = f"--nproc {plan.nproc}" if plan.nproc > 1 else f"--nnodes {plan.nnodes}"
         raise ConfigError(
             f'{flags} trains in several processes, which needs training.strategy = "ddp" '
-            f"in the spec (it is {spec.training.strategy!r}); set it, or drop {flags.split()[0]}",
+            f'(or "fsdp") in the spec (it is {spec.training.strategy!r}); set it, or drop '
+            f"{flags.split()[0]}",
             path="training.strategy",
         )
+    if spec.training.strategy == "fsdp":  # a family without a policy fails before torchrun
+        from neuroplex.records import ModelRecord
+        from neuroplex.registry import get_record
+
+        record = get_record("model", spec.model.name)
+        if isinstance(record, ModelRecord):
+            record.require_sharding()
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={plan.nproc}"]
     if plan.nnodes == 1:
         cmd.append("--standalone")

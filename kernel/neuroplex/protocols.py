@@ -73,6 +73,7 @@ __all__ = [
     "RetrainFunction",
     "SampleReporter",
     "Scheduler",
+    "ShardingPolicy",
     "TorchPlacement",
     "TrainingStep",
 ]
@@ -225,10 +226,26 @@ class ForwardWrappableStep(Protocol):
     the Trainer may hand it the model wrapped in ``DistributedDataParallel`` (bucketed
     all-reduce overlapped with backward, ``no_sync`` on accumulation micro-steps). A step
     without the attribute, or with ``False``, gets the Trainer's explicit gradient averaging at
-    each optimizer step instead.
+    each optimizer step instead, and cannot train under ``fsdp`` (whose root module must run
+    every forward).
     """
 
     forward_wrappable: bool
+
+
+@runtime_checkable
+class ShardingPolicy(Protocol):
+    """A model family's FSDP sharding policy (``ModelRecord.sharding`` names a factory that
+    returns one; ``Trainer(..., sharding=policy)`` takes one directly).
+
+    ``policy(model)`` gives the sub-modules of ``model`` that the ``fsdp`` strategy shards as
+    units of their own, in forward order (e.g. each block of a stack): each unit's parameters
+    are gathered for its forward and backward only and freed again, which is what bounds the
+    peak memory. The Trainer shards the root module last, which takes every parameter no unit
+    holds; an empty list shards the whole model as one unit.
+    """
+
+    def __call__(self, model: torch.nn.Module) -> Iterable[torch.nn.Module]: ...
 
 
 @runtime_checkable

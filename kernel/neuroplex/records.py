@@ -261,7 +261,10 @@ class ModelRecord(ComponentRecord):
     classification/regression. ``export_graphs`` names the sub-graphs the ONNX bridge exports
     (e.g. ``("generator", "discriminator")`` for a GAN); the model exposes each as an attribute,
     ``"model"`` meaning the model itself; a sub-graph that takes other inputs than the model
-    comes from a model that is :class:`~neuroplex.protocols.Exportable`. Optional model
+    comes from a model that is :class:`~neuroplex.protocols.Exportable`. ``sharding``
+    (optional) is a factory returning the family's
+    :class:`~neuroplex.protocols.ShardingPolicy` for the ``fsdp`` strategy; a family without
+    one cannot train under ``fsdp``. Optional model
     behaviours: :class:`~neuroplex.protocols.Configurable` (``to_config()``),
     :class:`~neuroplex.protocols.SampleReporter` (``report_samples(x)``).
     """
@@ -270,7 +273,21 @@ class ModelRecord(ComponentRecord):
     example_input: tuple[int, ...] | None = attrs.field(default=None, converter=_shape)
     example_input_dtype: str = "float32"
     training_step: Factory | None = None
+    sharding: Factory | None = None
     export_graphs: tuple[str, ...] = attrs.field(default=("model",), converter=_names)
+
+    def require_sharding(self) -> Factory:
+        """``sharding``, or the :class:`~neuroplex.ConfigError` of a ``fsdp`` spec for a
+        family that gives no policy."""
+        if self.sharding is None:
+            from neuroplex.errors import ConfigError
+
+            raise ConfigError(
+                f'"fsdp" needs a sharding policy and model {self.name!r} '
+                "gives none (its plugin sets ModelRecord.sharding): use strategy 'ddp' for it",
+                path="training.strategy",
+            )
+        return self.sharding
 
 
 @attrs.frozen(kw_only=True)

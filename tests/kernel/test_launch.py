@@ -105,3 +105,25 @@ def test_plan_rejects_a_bad_port() -> None:
     args = SimpleNamespace(nproc=1, nnodes=2, node_rank=0, rdzv_endpoint="h:70000")
     with pytest.raises(ConfigError, match=r"--rdzv-endpoint 'h:70000' is not HOST:PORT"):
         plan_launch(args)
+
+
+def test_fsdp_for_a_family_without_a_sharding_policy_fails_before_torchrun(
+    tmp_path: Path, calls: list[list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("neuroplex_models")
+    from neuroplex.cli import main
+    from neuroplex.registry import get_record
+
+    gan = get_record("model", "gan")
+    body = {
+        **SPEC,
+        "model": {"name": "gan", "hyperparameters": dict(gan.example_config)},
+        "training": {"strategy": "fsdp"},
+    }
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(body), encoding="utf-8")
+    assert main(["run", str(spec), "--nproc", "2"]) == 2
+    assert calls == []
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith('neuroplex: error: training.strategy: "fsdp" needs a sharding')
+    assert "model 'gan' gives none" in err[-1] and "use strategy 'ddp'" in err[-1]

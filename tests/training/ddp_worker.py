@@ -1,9 +1,12 @@
 """Run under torchrun by test_distributed.py: train a tiny MLP and save rank 0's weights.
 
-usage: ddp_worker.py OUT.pt STRATEGY BATCH_SIZE [ACCUMULATE [explicit]]
+usage: ddp_worker.py OUT.pt STRATEGY BATCH_SIZE [ACCUMULATE [explicit | static]]
 
-``explicit``: a supervised step that does not let the Trainer wrap the model, so ddp averages
-the gradients itself at each optimizer step instead of through DistributedDataParallel.
+STRATEGY: single, ddp or fsdp (each Linear layer a unit of its own, then the root).
+
+``static``: ``ddp_static_graph = True``. ``explicit``: a supervised step that does not let
+the Trainer wrap the model, so ddp averages the gradients itself at each optimizer step
+instead of through DistributedDataParallel.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ class SeenModel:
     """Records the type of the module the step is handed (the wrapper is gone after train)."""
 
     wrapped = ""
+    static_graph = False
 
     def on_train_start(self, trainer: Trainer) -> None:
         self.wrapped = type(trainer.train_model).__name__
+        self.static_graph = bool(getattr(trainer.train_model, "static_graph", False))
 
 
 def main() -> None:
@@ -47,15 +52,23 @@ def main() -> None:
         strategy=strategy,
         seed=5,
         accumulate_grad_batches=accumulate,
+        ddp_static_graph=sys.argv[5:] == ["static"],
         progress=False,
     )
     seen = SeenModel()
-    history = Trainer(model, config, step=step, callbacks=[seen]).train((x, y), (x[:16], y[:16]))
+    sharding = (lambda m: [m[0], m[2]]) if strategy == "fsdp" else None
+    trainer = Trainer(model, config, step=step, callbacks=[seen], sharding=sharding)
+    history = trainer.train((x, y), (x[:16], y[:16]))
     import os
 
     if int(os.environ.get("RANK", "0")) == 0:
         torch.save(
-            {"model": model.state_dict(), "val_loss": history["val_loss"], "wrapped": seen.wrapped},
+            {
+                "model": model.state_dict(),
+                "val_loss": history["val_loss"],
+                "wrapped": seen.wrapped,
+                "static_graph": seen.static_graph,
+            },
             out,
         )
 

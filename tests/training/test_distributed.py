@@ -44,17 +44,40 @@ def _torchrun(*args: str) -> list[str]:
     return ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", *args]
 
 
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    tmp = tmp_path_factory.mktemp("one")
+    _run([str(WORKER), str(tmp / "one.pt"), "single", "16"], tmp)
+    return torch.load(tmp / "one.pt", weights_only=True)  # type: ignore[no-any-return]
+
+
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
-def test_two_process_ddp_matches_one_process(tmp_path: Path) -> None:
-    one, two = tmp_path / "one.pt", tmp_path / "two.pt"
-    _run([str(WORKER), str(one), "single", "16"], tmp_path)
-    _run(_torchrun(str(WORKER), str(two), "ddp", "8"), tmp_path)
-    a = torch.load(one, weights_only=True)
-    b = torch.load(two, weights_only=True)
-    assert b["wrapped"] == "DistributedDataParallel"  # the supervised step runs under DDP
-    # rank 0 saves the unwrapped module: the same keys as one process, no "module." prefix
+@pytest.mark.parametrize(
+    ("strategy", "wrapped", "micro"),
+    [
+        ("ddp", "DistributedDataParallel", ["8", "1", "static"]),
+        pytest.param("fsdp", "FSDPSequential", ["4", "2"], marks=pytest.mark.slow),
+    ],
+)
+def test_two_processes_match_one_process(
+    tmp_path: Path, one_process: dict, strategy: str, wrapped: str, micro: list[str]
+) -> None:
+    """One process steps on global batches of 16; 2 processes on 8 each (ddp: with
+    ``ddp_static_graph``; fsdp: 2 accumulated micro-batches of 4 per rank, the first without
+    reduce-scatter). Tolerance rtol 1e-5,
+    atol 1e-6 (seen: under 1e-7): the 2-process mean gradient sums each rank's half of the
+    batch, then the halves, which rounds differently from one sum."""
+    two = tmp_path / "two.pt"
+    _run(_torchrun(str(WORKER), str(two), strategy, *micro), tmp_path)
+    a, b = one_process, torch.load(two, weights_only=True)
+    # ddp: the step runs under DistributedDataParallel; fsdp: on the sharded twin
+    assert b["wrapped"] == wrapped
+    assert b["static_graph"] is (strategy == "ddp")
+    # rank 0 saves the caller's module (under fsdp, the full weights gathered back into it):
+    # the same keys as one process, no "module." prefix, plain tensors
     assert list(b["model"]) == list(a["model"])
     for key, value in a["model"].items():
+        assert type(b["model"][key]) is torch.Tensor
         torch.testing.assert_close(b["model"][key], value, rtol=1e-5, atol=1e-6)
     assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-5)
     # and the run moved: the weights are not the initial ones
@@ -65,7 +88,7 @@ def test_two_process_ddp_matches_one_process(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
 def test_accumulation_under_no_sync_equals_accumulation_with_every_gradient_averaged(
-    tmp_path: Path,
+    tmp_path: Path, one_process: dict
 ) -> None:
     """2 micro-batches of 4 per rank per step: DistributedDataParallel skips the all-reduce of
     the first (``no_sync``) and averages the accumulated gradient at the second; the explicit
@@ -73,13 +96,12 @@ def test_accumulation_under_no_sync_equals_accumulation_with_every_gradient_aver
     window. Both equal one process stepping on the same global batches of 16, bit for bit
     between the two ddp paths: averaging over 2 ranks divides by a power of two, which is
     exact, and each rank sums the same micro-batch gradients in the same order."""
-    wrapped, explicit, one = tmp_path / "w.pt", tmp_path / "e.pt", tmp_path / "one.pt"
+    wrapped, explicit = tmp_path / "w.pt", tmp_path / "e.pt"
     _run(_torchrun(str(WORKER), str(wrapped), "ddp", "4", "2"), tmp_path)
     _run(_torchrun(str(WORKER), str(explicit), "ddp", "4", "2", "explicit"), tmp_path)
-    _run([str(WORKER), str(one), "single", "16"], tmp_path)
     w = torch.load(wrapped, weights_only=True)
     e = torch.load(explicit, weights_only=True)
-    a = torch.load(one, weights_only=True)
+    a = one_process
     assert (w["wrapped"], e["wrapped"]) == ("DistributedDataParallel", "Sequential")
     for key, value in e["model"].items():
         torch.testing.assert_close(w["model"][key], value, rtol=0, atol=0)
@@ -132,3 +154,34 @@ def test_a_failed_all_reduce_in_backward_is_one_training_error_line() -> None:
         assert "\n" not in message
         assert message.startswith("ddp rank 1/2: averaging gradients failed")
         assert "ddp_timeout_s=7" in message and "rerun with --resume" in message
+
+
+def test_each_torchrun_restart_attempt_forms_its_group_under_its_own_store_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """torchrun's agent keeps one store for every restart attempt; a restarted group that read
+    the dead group's keys (old gloo addresses) failed to connect. The workers' keys live under
+    ``neuroplex/attempt_<TORCHELASTIC_RESTART_COUNT>/`` on the agent's store."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    from neuroplex.training.distributed import DDPStrategy
+
+    agent = dist.TCPStore("127.0.0.1", 0, 1, is_master=True, timeout=timedelta(seconds=10))
+    env = {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(agent.port),
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "TORCHELASTIC_USE_AGENT_STORE": "True",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("TORCHELASTIC_RESTART_COUNT", raising=False)
+    assert DDPStrategy(timeout_s=10)._attempt_store() is None  # outside torchrun: env://
+    for attempt in ("0", "1"):
+        monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", attempt)
+        DDPStrategy(timeout_s=10)._attempt_store().set("rank_0_address", f"old{attempt}")
+    assert agent.get("neuroplex/attempt_0/rank_0_address") == b"old0"
+    assert agent.get("neuroplex/attempt_1/rank_0_address") == b"old1"

@@ -23,6 +23,7 @@ __all__ = [
     "build",
     "build_policies",
     "model_record",
+    "sharding_policy",
     "plugin_errors",
     "training_step",
 ]
@@ -43,6 +44,7 @@ def build(loaded: Loaded) -> Built:
     policies = build_policies(loaded.spec.feedback.policies)
     seed_everything(loaded.spec.training.seed)
     record = model_record(loaded.spec.model)
+    sharding_policy(record, loaded.spec.training.strategy)  # fails before the model is built
     model = create_model(loaded.spec.model)
     return Built(loaded=loaded, record=record, model=model, policies=policies)
 
@@ -73,6 +75,15 @@ def training_step(record: ModelRecord) -> Any:
     if record.training_step is None:
         return None
     return resolve_factory(record.training_step, component=f"model:{record.name}")()
+
+
+def sharding_policy(record: ModelRecord, strategy: str) -> Any:
+    """The family's FSDP sharding policy (``ModelRecord.sharding``) when ``strategy`` is
+    ``"fsdp"``, else ``None``; a family without one is a :class:`ConfigError` here, before
+    any process group forms."""
+    if strategy != "fsdp":
+        return None
+    return resolve_factory(record.require_sharding(), component=f"model:{record.name}")()
 
 
 @contextlib.contextmanager

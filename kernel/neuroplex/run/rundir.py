@@ -262,8 +262,9 @@ def _newest_unfinished(base: Path) -> Path:
 
 
 def worker_rank(spec: RunSpec) -> int:
-    """This process's rank under ``torchrun`` when the spec trains with ``ddp``, else 0."""
-    if spec.training.strategy != "ddp":
+    """This process's rank under ``torchrun`` when the spec trains with ``ddp`` or ``fsdp``,
+    else 0."""
+    if spec.training.strategy not in ("ddp", "fsdp"):
         return 0
     try:
         return int(os.environ.get("RANK", "0"))

@@ -12,7 +12,7 @@ import torch
 from neuroplex.config import RunSpec, TrainingConfig
 from neuroplex.mechanic import Mechanic
 from neuroplex.records import ModelRecord
-from neuroplex.run.build import Built, plugin_errors, training_step
+from neuroplex.run.build import Built, plugin_errors, sharding_policy, training_step
 from neuroplex.training import Trainer, evaluate
 
 __all__ = ["Tested", "Trained", "test", "test_metrics", "train", "train_model"]
@@ -70,7 +70,10 @@ def train_model(
     callbacks = []
     if mechanic is not None:
         callbacks.append(_EpochToMechanic(mechanic, tag))
-    trainer = Trainer(model, config, step=training_step(record), callbacks=callbacks)
+    sharding = sharding_policy(record, config.strategy)
+    trainer = Trainer(
+        model, config, step=training_step(record), callbacks=callbacks, sharding=sharding
+    )
     with plugin_errors(model, "model", record.name, "training"):
         return trainer.train(train, val, resume="last" if resume else None)
 

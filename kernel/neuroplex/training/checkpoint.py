@@ -8,6 +8,10 @@ fsynced and renamed, so a crash leaves either the old or the new file, never hal
 The manifest is written last: a ``.pt`` without a manifest is never picked up.
 
 Stems: ``epoch-0003`` (end of epoch 3), ``interrupt`` (a run stopped mid-epoch).
+
+Under ``fsdp`` the model, optimizers and best weights are a directory of shards beside the
+``.pt`` file, listed file by file (size, sha256) in the manifest
+(:mod:`neuroplex.training.sharded`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 
 from neuroplex.atomic import atomic_write
 from neuroplex.errors import CheckpointError
+from neuroplex.training.sharded import remove_sharded, sharded_weights, verify_sharded
 
 __all__ = [
     "CheckpointInfo",
@@ -30,6 +35,7 @@ __all__ = [
     "load_checkpoint",
     "prune_checkpoints",
     "read_manifest",
+    "remove_checkpoint",
     "resolve_checkpoint",
     "save_checkpoint",
 ]
@@ -61,9 +67,15 @@ class CheckpointInfo:
 
 
 def save_checkpoint(
-    directory: Path, stem: str, state: Mapping[str, Any], manifest: Mapping[str, Any]
+    directory: Path,
+    stem: str,
+    state: Mapping[str, Any],
+    manifest: Mapping[str, Any],
+    *,
+    sharded: Mapping[str, Any] | None = None,
 ) -> CheckpointInfo:
-    """Write ``state`` as ``<stem>.pt`` plus its manifest ``<stem>.json`` (both atomically)."""
+    """Write ``state`` as ``<stem>.pt`` plus its manifest ``<stem>.json`` (both atomically);
+    ``sharded``: the manifest entry of the shards already written beside it."""
     import torch
 
     buffer = io.BytesIO()
@@ -79,6 +91,8 @@ def save_checkpoint(
         "created": time.time(),
         **dict(manifest),
     }
+    if sharded is not None:
+        full["sharded"] = dict(sharded)
     atomic_write(path.with_suffix(".json"), json.dumps(full, indent=2, default=str).encode())
     return CheckpointInfo(path, full)
 
@@ -97,11 +111,15 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
-def load_checkpoint(path: str | Path, *, map_location: Any = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    path: str | Path, *, map_location: Any = "cpu", full_weights: bool = True
+) -> dict[str, Any]:
     """Load and verify a checkpoint (size and sha256 against its manifest).
 
     ``path`` is a ``.pt`` file or a checkpoint directory (its newest valid checkpoint).
-    Loading uses ``torch.load(weights_only=True)``: no code in a checkpoint runs.
+    Loading uses ``torch.load(weights_only=True)``: no code in a checkpoint runs. A sharded
+    (``fsdp``) checkpoint gets ``state["sharded"]``, the path of its verified shards, and with
+    ``full_weights`` its full model weights as ``state["model"]`` (read in this process).
 
     Raises:
         CheckpointError: missing, truncated, corrupt, or not a neuroplex checkpoint.
@@ -129,6 +147,12 @@ def load_checkpoint(path: str | Path, *, map_location: Any = "cpu") -> dict[str,
         raise CheckpointError(f"{target}: cannot load: {type(exc).__name__}: {exc}") from None
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{target}: not a neuroplex training checkpoint (no 'model' key)")
+    state.pop("sharded", None)  # only the manifest says where shards are
+    if "sharded" in manifest:
+        root = verify_sharded(target, manifest["sharded"])
+        state["sharded"] = str(root)
+        if full_weights:
+            state["model"] = sharded_weights(root)
     return state
 
 
@@ -173,9 +197,11 @@ def _score(info: CheckpointInfo) -> float | None:
     return value if info.manifest.get("mode", "min") == "min" else -value
 
 
-def _remove(info: CheckpointInfo) -> None:
-    info.path.with_suffix(".json").unlink(missing_ok=True)  # manifest first: never half-listed
+def remove_checkpoint(info: CheckpointInfo) -> None:
+    """Delete a checkpoint: its manifest first (never half-listed), then its data."""
+    info.path.with_suffix(".json").unlink(missing_ok=True)
     info.path.unlink(missing_ok=True)
+    remove_sharded(info.path)
 
 
 def prune_checkpoints(
@@ -195,6 +221,6 @@ def prune_checkpoints(
     for c in found:
         stale_interrupt = c.kind != "epoch" and c.global_step <= newest
         if (c.kind == "epoch" and c.path not in keep) or stale_interrupt:
-            _remove(c)
+            remove_checkpoint(c)
             removed.append(c.path)
     return removed

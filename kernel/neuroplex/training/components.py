@@ -123,8 +123,10 @@ def step_optimizer(
     elif want_norm:
         grads = [p.grad for p in params if p.grad is not None]
         norm = torch.nn.utils.get_total_norm(grads) if grads else None
-    if norm is not None and check_finite and not math.isfinite(float(norm)):
-        raise NonFinite(f"gradients of group {group!r}")
+    if norm is not None:
+        norm = strategy.full_norm(norm)  # sharded parameters: the norm over every rank
+        if check_finite and not math.isfinite(float(norm)):
+            raise NonFinite(f"gradients of group {group!r}")
     if config.grad_clip_value is not None:
         torch.nn.utils.clip_grad_value_(params, config.grad_clip_value)
     if scaler is not None:

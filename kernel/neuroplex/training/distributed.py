@@ -1,4 +1,5 @@
-"""The ``ddp`` strategy: data parallelism under ``torchrun`` (gloo on CPU, nccl on CUDA).
+"""The ``ddp`` and ``fsdp`` strategies: data parallelism under ``torchrun`` (gloo on CPU, nccl
+on CUDA).
 
 When the family's step declares ``forward_wrappable = True`` (it reaches the model only by
 calling it, as the supervised default does), the Trainer hands the step the model wrapped in
@@ -10,23 +11,32 @@ broadcast at start and each group's gradients are averaged in one flattened all-
 optimizer step. Each rank reads its share of every global batch
 (:mod:`neuroplex.training.data`); epoch metrics are reduced as sums and counts; only rank 0
 writes checkpoints, logs and shows progress.
+
+``fsdp`` shards parameters, gradients and optimizer state across the group with FSDP2
+(:func:`torch.distributed.fsdp.fully_shard`): the units the model family's
+:class:`~neuroplex.protocols.ShardingPolicy` names, then the root. The Trainer trains a
+sharded twin of the model (the same parameter names) while the caller's module is emptied
+(its tensors on the ``meta`` device, so no rank holds the full model); a finished run gathers
+the full weights back into the caller's module on every rank. Checkpoints are sharded
+(:mod:`neuroplex.training.sharded`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
 import torch
 
 from neuroplex.errors import ConfigError, TrainingError
-from neuroplex.protocols import ForwardWrappableStep
+from neuroplex.protocols import ForwardWrappableStep, ShardingPolicy
 
-__all__ = ["Strategy", "make_strategy"]
+__all__ = ["DDPStrategy", "FSDPStrategy", "Strategy", "make_strategy"]
 
 _NULL = contextlib.nullcontext()
 
@@ -38,8 +48,12 @@ BUCKET_CAP_MB = 25.0
 class Strategy:
     """Single process: every collective is the identity."""
 
+    name = "single"
     rank = 0
     world_size = 1
+    #: whether checkpoints hold this rank's shards (torch.distributed.checkpoint) rather than
+    #: one full state dict
+    shards_state = False
 
     @property
     def is_main(self) -> bool:
@@ -48,10 +62,32 @@ class Strategy:
     def setup(self, model: torch.nn.Module, device: torch.device) -> None:
         """Make every process start from the same weights."""
 
+    def shard(self, model: torch.nn.Module, step: Any) -> torch.nn.Module:
+        """The module the Trainer trains, evaluates and checkpoints (``model`` itself unless
+        the strategy shards it)."""
+        return model
+
+    def unshard(
+        self,
+        trained: torch.nn.Module,
+        model: torch.nn.Module,
+        optimizers: Iterable[torch.optim.Optimizer] = (),
+    ) -> None:
+        """After a finished run: ``trained`` (what :meth:`shard` returned) back into ``model``
+        (a sharding strategy first drops the ``optimizers``' sharded state: of no use once
+        the group is gone)."""
+
     def wrap(self, model: torch.nn.Module, step: Any) -> torch.nn.Module:
         """The module to hand ``step.train_step`` (``model`` itself unless a wrapper such as
         DistributedDataParallel takes over the gradient averaging)."""
         return model
+
+    def full_norm(self, norm: torch.Tensor) -> torch.Tensor:
+        """A gradient norm as a plain tensor (a sharded one is reduced across the group)."""
+        return norm
+
+    def barrier(self) -> None:
+        """Wait until every process reaches this point."""
 
     def no_sync(self) -> contextlib.AbstractContextManager[Any]:
         """The context of an accumulation micro-step that does not step the optimizers."""
@@ -84,16 +120,19 @@ class DDPStrategy(Strategy):
     """Gradient averaging across the ``torchrun`` group; ``timeout_s`` bounds every collective,
     so a rank that died or hangs fails the job instead of blocking its peers for ever."""
 
-    def __init__(self, timeout_s: float = 300.0) -> None:
+    name = "ddp"
+
+    def __init__(self, timeout_s: float = 300.0, static_graph: bool = False) -> None:
         import torch.distributed as dist
 
         if not dist.is_available():
             raise ConfigError(
-                "strategy 'ddp' needs torch.distributed, which this torch build lacks",
+                f"strategy {self.name!r} needs torch.distributed, which this torch build lacks",
                 path="training.strategy",
             )
         self.dist = dist
         self.timeout = timedelta(seconds=timeout_s)
+        self.static_graph = static_graph
         self._owns_group = False
         self.device = torch.device("cpu")
         self.ddp: Any = None  # the DistributedDataParallel wrapper, when the step allows one
@@ -105,20 +144,55 @@ class DDPStrategy(Strategy):
         if not dist.is_initialized():
             if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
                 raise ConfigError(
-                    "strategy 'ddp' runs under torchrun: python -m torch.distributed.run "
+                    f"strategy {self.name!r} runs under torchrun: python -m torch.distributed.run "
                     "--nproc-per-node N your_script.py (or neuroplex run SPEC --nproc N)",
                     path="training.strategy",
                 )
             backend = "nccl" if device.type == "cuda" else "gloo"
             if device.type == "cuda" and "LOCAL_RANK" in os.environ:
                 torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-            dist.init_process_group(backend=backend, timeout=self.timeout)
+            store = self._attempt_store()
+            if store is None:
+                dist.init_process_group(backend=backend, timeout=self.timeout)
+            else:
+                rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+                dist.init_process_group(
+                    backend=backend, store=store, rank=rank, world_size=world, timeout=self.timeout
+                )
             self._owns_group = True
         self.rank = dist.get_rank()
         self.world_size = dist.get_world_size()
         with torch.no_grad():
             for tensor in [*model.parameters(), *model.buffers()]:
                 dist.broadcast(tensor.data, src=0)
+
+    def _attempt_store(self) -> Any:
+        """Under torchrun, the rendezvous store seen through a prefix of this restart attempt
+        (``None`` elsewhere: plain ``env://``).
+
+        torchrun's agent keeps one TCPStore for the whole job and its workers connect to it
+        without a per-attempt prefix (torch 2.13's ``env://`` handler assumes a new store per
+        restart). A restarted group then finds the dead group's keys, among them each rank's
+        gloo listening address: a rank that reads its peer's old address before the new one
+        is written connects to a closed port and gloo's full-mesh connect fails ("Connection
+        refused", then "Connect timeout"), in 6 of 8 restarts of a bare two-rank script here.
+        Keys under ``neuroplex/attempt_<TORCHELASTIC_RESTART_COUNT>/`` are the attempt's own.
+        """
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+        if attempt is None or "MASTER_ADDR" not in os.environ or "MASTER_PORT" not in os.environ:
+            return None
+        dist = self.dist
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+        store = dist.TCPStore(
+            os.environ["MASTER_ADDR"],
+            int(os.environ["MASTER_PORT"]),
+            world,
+            is_master=not agent and rank == 0,  # as torch's env:// handler decides
+            timeout=self.timeout,
+            multi_tenant=not agent,
+        )
+        return dist.PrefixStore(f"neuroplex/attempt_{attempt}", store)
 
     def _collective(self, what: str) -> _CollectiveGuard:
         """A collective that fails (a peer died, hung past the timeout, or lost its socket) is
@@ -151,6 +225,7 @@ class DDPStrategy(Strategy):
                 output_device=index if cuda else None,
                 bucket_cap_mb=BUCKET_CAP_MB,
                 gradient_as_bucket_view=True,
+                static_graph=self.static_graph,
                 **no_buffer_sync,
             )
         self._backward = self._collective("averaging gradients")
@@ -179,6 +254,11 @@ class DDPStrategy(Strategy):
             n = g.numel()
             g.copy_(flat[offset : offset + n].view_as(g))
             offset += n
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            with self._collective("waiting for the other processes"):
+                self.dist.barrier()
 
     def sum_floats(self, values: list[float]) -> list[float]:
         if self.world_size == 1 or not values:
@@ -234,18 +314,153 @@ class _CollectiveGuard:
         text = str(exc).strip()
         first = text.splitlines()[0] if text else type(exc).__name__
         raise TrainingError(
-            f"ddp rank {s.rank}/{s.world_size}: {self.what} failed, another process died "
+            f"{s.name} rank {s.rank}/{s.world_size}: {self.what} failed, another process died "
             f"or did not answer within ddp_timeout_s={s.timeout.total_seconds():g}: "
             f"{first}; the last checkpoint is kept: rerun with --resume"
         ) from exc
 
 
-def make_strategy(name: str, *, timeout_s: float = 300.0) -> Strategy:
-    """``"single"`` or ``"ddp"`` (``timeout_s``: the ddp collectives' timeout)."""
+class FSDPStrategy(DDPStrategy):
+    """FSDP2 across the ``torchrun`` group: ``sharding`` names the units to shard (see
+    :class:`~neuroplex.protocols.ShardingPolicy`); ``family`` names the model in errors."""
+
+    name = "fsdp"
+    shards_state = True
+
+    def __init__(
+        self,
+        timeout_s: float = 300.0,
+        sharding: ShardingPolicy | None = None,
+        family: str | None = None,
+    ) -> None:
+        super().__init__(timeout_s)
+        self.sharding = sharding
+        self.family = family
+        self.sharded: Any = None  # the FSDP root module, while training
+
+    def shard(self, model: torch.nn.Module, step: Any) -> torch.nn.Module:
+        """A twin of ``model`` with the policy's units and the root sharded (FSDP2); the
+        twin takes over ``model``'s tensors, and ``model`` keeps only ``meta`` tensors of the
+        same shapes until :meth:`unshard`."""
+        what = f"model {self.family!r}" if self.family else "this model"
+        if self.sharding is None:
+            raise ConfigError(
+                f"strategy 'fsdp' needs a sharding policy and {what} gives none (its plugin "
+                "sets ModelRecord.sharding; Trainer(..., sharding=policy) in Python): use "
+                "strategy 'ddp' for it",
+                path="training.strategy",
+            )
+        if not (isinstance(step, ForwardWrappableStep) and step.forward_wrappable):
+            raise ConfigError(
+                f"strategy 'fsdp' needs a training step that only calls the model "
+                f"(forward_wrappable); the step of {what} ({type(step).__name__}) reaches "
+                "into it: use strategy 'ddp'",
+                path="training.strategy",
+            )
+        units = _policy_units(model, self.sharding, what)
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        tensors = [*model.parameters(), *model.buffers()]
+        twin = copy.deepcopy(model, {id(t): t for t in tensors})  # shares every tensor
+        mesh = init_device_mesh(self.device.type, (self.world_size,))
+        with self._collective("sharding the model"):
+            for name in units:
+                fully_shard(twin.get_submodule(name), mesh=mesh)
+            fully_shard(twin, mesh=mesh)
+        model.to("meta")  # the shards are copies: the full tensors go
+        self.sharded = twin
+        return twin
+
+    def unshard(
+        self,
+        trained: torch.nn.Module,
+        model: torch.nn.Module,
+        optimizers: Iterable[torch.optim.Optimizer] = (),
+    ) -> None:
+        """Every rank drops the sharded optimizer state, then gathers the full weights of
+        ``trained`` into ``model``, one parameter at a time (at most one full tensor beyond
+        ``model``'s own), and copies the buffers."""
+        from torch.distributed.tensor import DTensor
+
+        for opt in optimizers:
+            opt.state.clear()
+        model.to_empty(device=self.device)
+        with torch.no_grad(), self._collective("gathering the full weights"):
+            for name, param in trained.named_parameters():
+                full = param.full_tensor() if isinstance(param, DTensor) else param
+                model.get_parameter(name).copy_(full)
+                del full
+            for name, buf in trained.named_buffers():
+                model.get_buffer(name).copy_(buf)
+
+    def wrap(self, model: torch.nn.Module, step: Any) -> torch.nn.Module:
+        return model  # the sharded twin does its own collectives (hooks on each unit)
+
+    @contextlib.contextmanager
+    def _no_sync(self) -> Iterator[None]:
+        self.sharded.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            self.sharded.set_requires_gradient_sync(True)
+
+    def no_sync(self) -> contextlib.AbstractContextManager[Any]:
+        return _NULL if self.sharded is None else self._no_sync()
+
+    def backward_guard(self) -> contextlib.AbstractContextManager[Any]:
+        return self._collective("reduce-scattering gradients")
+
+    def average_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
+        """FSDP reduce-scattered the mean gradient in backward."""
+
+    def full_norm(self, norm: torch.Tensor) -> torch.Tensor:
+        from torch.distributed.tensor import DTensor
+
+        if isinstance(norm, DTensor):
+            with self._collective("reducing the gradient norm"):
+                return norm.full_tensor()
+        return norm
+
+    def teardown(self) -> None:
+        self.sharded = None
+        super().teardown()
+
+
+def _policy_units(model: torch.nn.Module, policy: ShardingPolicy, what: str) -> list[str]:
+    """The names of the policy's units inside ``model`` (each a proper sub-module, once)."""
+    names = {id(m): n for n, m in model.named_modules() if n}
+    units: list[str] = []
+    for unit in policy(model):
+        name = names.get(id(unit))
+        if name is None or name in units:
+            raise ConfigError(
+                f"the sharding policy of {what} gave {type(unit).__name__}, which is not a "
+                "sub-module of the model (or came twice): a policy returns distinct "
+                "sub-modules, never the model itself",
+                path="training.strategy",
+            )
+        units.append(name)
+    return units
+
+
+def make_strategy(
+    name: str,
+    *,
+    timeout_s: float = 300.0,
+    sharding: ShardingPolicy | None = None,
+    family: str | None = None,
+    static_graph: bool = False,
+) -> Strategy:
+    """``"single"``, ``"ddp"`` or ``"fsdp"`` (``timeout_s``: the collectives' timeout;
+    ``sharding``: the fsdp policy; ``family``: the model's name in errors; ``static_graph``:
+    DistributedDataParallel's)."""
     if name == "single":
         return Strategy()
     if name == "ddp":
-        return DDPStrategy(timeout_s)
+        return DDPStrategy(timeout_s, static_graph)
+    if name == "fsdp":
+        return FSDPStrategy(timeout_s, sharding, family)
     raise ConfigError(
-        f"unknown strategy {name!r}; strategies: single, ddp", path="training.strategy"
+        f"unknown strategy {name!r}; strategies: single, ddp, fsdp", path="training.strategy"
     )

@@ -21,6 +21,7 @@ import torch
 
 from neuroplex.config import TrainingConfig
 from neuroplex.errors import ConfigError
+from neuroplex.protocols import ShardingPolicy
 from neuroplex.steps import TrainingStep
 from neuroplex.training.callbacks import (
     CallbackList,
@@ -61,6 +62,8 @@ class Trainer:
             :class:`~neuroplex.training.SupervisedStep`.
         callbacks: objects with any of the :class:`~neuroplex.training.Callback` methods.
         device: a ``torch.device`` or registered device name overriding the config's.
+        sharding: the :class:`~neuroplex.protocols.ShardingPolicy` of ``strategy="fsdp"``
+            (the run pipeline passes the model family's ``ModelRecord.sharding``).
 
     ``train`` accepts DataLoaders, Datasets, tensors or ``(X, y)`` pairs.
     """
@@ -73,10 +76,13 @@ class Trainer:
         step: Any = None,
         callbacks: Iterable[Any] = (),
         device: torch.device | str | None = None,
+        sharding: ShardingPolicy | None = None,
     ) -> None:
         if not isinstance(model, torch.nn.Module):
             raise ConfigError(f"Trainer needs a torch.nn.Module, got {type(model).__name__}")
-        self.model = model
+        self.model = model  # under fsdp: the sharded twin while train() runs
+        self.user_model = model
+        self.sharding = sharding
         self.config = cfg = config if config is not None else TrainingConfig()
         if not isinstance(cfg, TrainingConfig):
             raise ConfigError(f"config must be a TrainingConfig, got {type(cfg).__name__}")
@@ -114,8 +120,7 @@ class Trainer:
         self.group_params: dict[str, list[torch.nn.Parameter]] = {}
         self.metric_log = MetricLog()  # the current epoch's training metrics
         self._last_norm: torch.Tensor | None = None
-        self._want_norm = False
-        self._check_grads = False
+        self._want_norm = self._check_grads = False
         self._in_batch = False
         self._stop = SafeStop()
 
@@ -139,7 +144,6 @@ class Trainer:
         after = [] if self.checkpointing is None else [self.checkpointing]
         self.callbacks = CallbackList([*before, *self.user_callbacks, *after])
 
-    # ------------------------------------------------------------------ events
     def event(self, kind: str, message: str) -> None:
         """Record a :class:`TrainingEvent` and tell every callback's ``on_event``."""
         event = TrainingEvent(
@@ -186,8 +190,7 @@ class Trainer:
             items=self.accumulation.items, strategy=self.strategy, scaler=self.scaler,
             want_norm=self._want_norm, check_finite=self._check_grads,
         )  # fmt: skip
-        if norm is not None:
-            self._last_norm = norm
+        self._last_norm = self._last_norm if norm is None else norm
 
     def zero_grad(self) -> None:
         """Drop every group's gradients (e.g. after a non-finite batch)."""
@@ -276,17 +279,23 @@ class Trainer:
         starts afresh; a corrupt checkpoint is reported and the previous good one used.
         """
         cfg = self.config
-        self.strategy = make_strategy(cfg.strategy, timeout_s=cfg.ddp_timeout_s)
+        self.strategy = make_strategy(
+            cfg.strategy, timeout_s=cfg.ddp_timeout_s, static_graph=cfg.ddp_static_graph,
+            sharding=self.sharding, family=type(self.model).__name__,
+        )  # fmt: skip
         self.device, self.device_object = resolve_device(self._device_override, cfg)
         self.model.to(self.device)
-        self.strategy.setup(self.model, self.device)
-        self.train_model = self.strategy.wrap(self.model, self.step)
-        self._backward_guard = self.strategy.backward_guard()
         try:
+            self.strategy.setup(self.model, self.device)
+            self.model = self.strategy.shard(self.model, self.step)
+            self.train_model = self.strategy.wrap(self.model, self.step)
+            self._backward_guard = self.strategy.backward_guard()
             with deterministic_algorithms(cfg.deterministic), self._stop.installed():
-                return self._train(train_data, val_data, resume)
+                history = self._train(train_data, val_data, resume)
+            self.strategy.unshard(self.model, self.user_model, self.optimizers.values())
+            return history
         finally:
-            self.train_model = self.model
+            self.model = self.train_model = self.user_model
             self.strategy.teardown()
 
     def _train(self, train_data: Any, val_data: Any, resume: str | Path | None) -> History:
@@ -382,7 +391,6 @@ class Trainer:
         )
         self.callbacks("on_epoch_end", self, record)
 
-    # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly (tensors and primitive containers only)."""
         return trainer_state(self)

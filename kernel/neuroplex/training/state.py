@@ -9,11 +9,14 @@ early-stopping state.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from neuroplex.errors import CheckpointError
 from neuroplex.training.components import plain_state
 from neuroplex.training.history import EpochRecord, TrainingEvent
 from neuroplex.training.rng import rng_state, set_rng_state
+from neuroplex.training.sharded import load_sharded
 
 if TYPE_CHECKING:
     from neuroplex.training.loop import Trainer
@@ -22,7 +25,11 @@ __all__ = ["load_trainer_state", "trainer_state"]
 
 
 def trainer_state(trainer: Trainer) -> dict[str, Any]:
-    """Everything needed to continue ``trainer`` exactly."""
+    """Everything needed to continue ``trainer`` exactly. Under a strategy that shards the
+    state (``fsdp``) the model, optimizers and best weights are not in it: every rank writes
+    its shards (:mod:`neuroplex.training.sharded`), between batches only at an epoch's end."""
+    if trainer.strategy.shards_state:
+        return _unsharded_part(trainer)
     grads = {
         name: [None if p.grad is None else p.grad.detach().cpu().clone() for p in params]
         for name, params in trainer.group_params.items()
@@ -45,12 +52,55 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
     }
 
 
-def load_trainer_state(trainer: Trainer, state: Mapping[str, Any]) -> None:
-    """Restore what :func:`trainer_state` captured (the optimizers must already exist).
-    Under ddp each rank takes its own RNG states when the checkpoint holds one per rank."""
+def _unsharded_part(trainer: Trainer) -> dict[str, Any]:
+    if any(p.grad is not None for ps in trainer.group_params.values() for p in ps):
+        raise CheckpointError(
+            f"strategy {trainer.strategy.name!r} checkpoints only between optimizer steps"
+        )
+    scaler = trainer.scaler
+    early = trainer.early_stopping.state_dict()
+    return {
+        "model": None,
+        "optimizers": None,
+        "sharded_best": early.pop("best_state") is not None,
+        "schedulers": {k: plain_state(s.state_dict()) for k, s in trainer.schedulers.items()},
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "rng": rng_state(),
+        "epoch": trainer.epoch,
+        "batch_in_epoch": trainer.batch_in_epoch,
+        "global_step": trainer.global_step,
+        "partial": trainer.metric_log.state_dict(),
+        "grads": None,
+        "history": [r.to_dict() for r in trainer.records],
+        "events": [e.to_dict() for e in trainer.events],
+        "best_state": None,
+        **early,
+    }
+
+
+def _load_weights(trainer: Trainer, state: Mapping[str, Any]) -> None:
+    sharded = state.get("sharded")
+    if (sharded is not None) != trainer.strategy.shards_state:
+        written = "sharded (fsdp)" if sharded is not None else "full (single or ddp)"
+        raise CheckpointError(
+            f"the checkpoint is {written} and this run's strategy is "
+            f"{trainer.strategy.name!r}: resume it under the strategy that wrote it"
+        )
+    if sharded is not None:
+        load_sharded(trainer, Path(sharded), best=bool(state.get("sharded_best")))
+        return
     trainer.model.load_state_dict(state["model"])
     for name, opt in trainer.optimizers.items():
         opt.load_state_dict(state["optimizers"][name])
+    for name, params in trainer.group_params.items():
+        for p, g in zip(params, state["grads"][name], strict=True):
+            p.grad = None if g is None else g.to(p.device)
+
+
+def load_trainer_state(trainer: Trainer, state: Mapping[str, Any]) -> None:
+    """Restore what :func:`trainer_state` captured (the optimizers must already exist).
+    Under ddp each rank takes its own RNG states when the checkpoint holds one per rank."""
+    _load_weights(trainer, state)
     for name, sched in trainer.schedulers.items():
         sched.load_state_dict(state["schedulers"][name])
     if trainer.scaler is not None and state.get("scaler") is not None:
@@ -59,12 +109,12 @@ def load_trainer_state(trainer: Trainer, state: Mapping[str, Any]) -> None:
     trainer.batch_in_epoch = int(state["batch_in_epoch"])
     trainer.global_step = int(state["global_step"])
     trainer.metric_log.load_state_dict(state["partial"])
-    for name, params in trainer.group_params.items():
-        for p, g in zip(params, state["grads"][name], strict=True):
-            p.grad = None if g is None else g.to(p.device)
     trainer.records = [EpochRecord.from_dict(r) for r in state["history"]]
     trainer.events = [TrainingEvent(**e) for e in state["events"]]
+    best = trainer.early_stopping.best_state
     trainer.early_stopping.load_state_dict(state)
+    if state.get("sharded") is not None:  # the best weights came with the shards
+        trainer.early_stopping.best_state = best
     ranks = state.get("rng_ranks")
     rank, world = trainer.strategy.rank, trainer.strategy.world_size
     if ranks is not None and len(ranks) == world:

@@ -23,10 +23,12 @@ from neuroplex.training.checkpoint import (
     find_checkpoints,
     load_checkpoint,
     prune_checkpoints,
+    remove_checkpoint,
     resolve_checkpoint,
     save_checkpoint,
 )
 from neuroplex.training.rng import rng_state, seed_everything
+from neuroplex.training.sharded import save_sharded
 
 if TYPE_CHECKING:
     from neuroplex.config import TrainingConfig
@@ -81,21 +83,24 @@ class Checkpointing(Callback):
                 stacklevel=5,
             )
             for info in stale:
-                info.path.with_suffix(".json").unlink(missing_ok=True)
-                info.path.unlink(missing_ok=True)
+                remove_checkpoint(info)
 
     def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> None:
         strategy = trainer.strategy
         # under ddp, every rank's RNG states (each rank's last batch may be of another size, so
         # their streams differ): a resumed ddp run draws what an uninterrupted one would
         rng_ranks = strategy.gather_objects(rng_state()) if strategy.world_size > 1 else None
+        stem = f"epoch-{record.epoch:04d}"
+        # under fsdp every rank writes its shards first; rank 0's manifest then lists them
+        sharded = save_sharded(self.directory, stem, trainer) if strategy.shards_state else None
         if not strategy.is_main:
             return
         metrics: dict[str, Any] = {"train_loss": record.train_loss, "val_loss": record.val_loss}
         metrics.update({f"train_{k}": v for k, v in record.train_metrics.items()})
         metrics.update({f"val_{k}": v for k, v in record.val_metrics.items()})
-        stem = f"epoch-{record.epoch:04d}"
-        info = self.save(trainer, stem, kind="epoch", metrics=metrics, rng_ranks=rng_ranks)
+        info = self.save(
+            trainer, stem, kind="epoch", metrics=metrics, rng_ranks=rng_ranks, sharded=sharded
+        )
         prune_checkpoints(
             self.directory,
             keep_last=self.keep_last,
@@ -109,7 +114,8 @@ class Checkpointing(Callback):
         """Called by the Trainer when a signal stopped it between batches of an epoch."""
         # under ddp the ranks stop at different safe points and rank 0 alone cannot save the
         # others' state: resume continues from the last epoch checkpoint
-        if trainer.strategy.world_size == 1 and trainer.batch_in_epoch > 0:
+        strategy = trainer.strategy
+        if strategy.world_size == 1 and not strategy.shards_state and trainer.batch_in_epoch > 0:
             self.save(trainer, "interrupt", kind="interrupt", metrics={})
             trainer.event("interrupt", "interrupted; resume with train(..., resume='last')")
 
@@ -121,6 +127,7 @@ class Checkpointing(Callback):
         kind: str,
         metrics: Mapping[str, Any],
         rng_ranks: list[Any] | None = None,
+        sharded: Mapping[str, Any] | None = None,
     ) -> CheckpointInfo:
         """Write ``trainer.state_dict()`` as ``<stem>.pt`` with its manifest."""
         from neuroplex.config import unstructure
@@ -141,7 +148,7 @@ class Checkpointing(Callback):
         state = trainer.state_dict()
         if rng_ranks is not None:
             state["rng_ranks"] = rng_ranks
-        return save_checkpoint(self.directory, stem, state, manifest)
+        return save_checkpoint(self.directory, stem, state, manifest, sharded=sharded)
 
 
 def resume_from(trainer: Trainer, resume: str | Path, directory: Path | None) -> int:
@@ -160,7 +167,7 @@ def resume_from(trainer: Trainer, resume: str | Path, directory: Path | None) ->
         state = None
         for info in reversed(candidates):
             try:
-                state = load_checkpoint(info.path, map_location=trainer.device)
+                state = load_checkpoint(info.path, map_location=trainer.device, full_weights=False)
             except CheckpointError as exc:
                 errors.append(f"{exc}; used the previous checkpoint")
                 warnings.warn(f"{exc}; trying the previous checkpoint", stacklevel=5)
@@ -173,7 +180,7 @@ def resume_from(trainer: Trainer, resume: str | Path, directory: Path | None) ->
             seed_everything(trainer.config.seed)
             return 0
     else:
-        state = load_checkpoint(resume, map_location=trainer.device)
+        state = load_checkpoint(resume, map_location=trainer.device, full_weights=False)
         trainer.resumed_from = str(resume)
     trainer.load_state_dict(state)
     for message in errors:

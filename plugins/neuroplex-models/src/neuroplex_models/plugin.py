@@ -15,6 +15,7 @@ def neuroplex_register_models() -> Iterator[ModelRecord]:
     yield ModelRecord(
         name="mlp",
         factory="neuroplex_models.mlp:BaseNeuralNetwork",
+        sharding="neuroplex_models.sharding:mlp",
         summary="the seed's BaseNeuralNetwork: dense hidden layers, linear output",
         capabilities={"classification", "regression"},
         example_config={
@@ -31,6 +32,7 @@ def neuroplex_register_models() -> Iterator[ModelRecord]:
     yield ModelRecord(
         name="cnn",
         factory="neuroplex_models.cnn:CNNModel",
+        sharding="neuroplex_models.sharding:cnn",
         summary="2-D convolution blocks (norm, pool), global pooling or flatten, dense classifier",
         capabilities={"classification", "images"},
         example_config={
@@ -49,6 +51,7 @@ def neuroplex_register_models() -> Iterator[ModelRecord]:
     yield ModelRecord(
         name="transformer",
         factory="neuroplex_models.transformer:TransformerModel",
+        sharding="neuroplex_models.sharding:transformer",
         summary="pre-norm transformer encoder on fixed-length sequences, pooled or per-token head",
         capabilities={"classification", "sequences", "attention"},
         example_config={
