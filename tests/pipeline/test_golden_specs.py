@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -109,12 +111,58 @@ def test_the_fixture_covers_every_spec_and_every_known_difference_has_a_reason(
             assert rule.get("reason"), f"{name} / {title}: a known difference needs a reason"
 
 
+def _close(want: Any, got: Any, where: str, out: list[str]) -> None:
+    """``want`` and ``got`` equal up to float rounding (rel 5 %, abs 0.02), as lines in ``out``."""
+    if isinstance(want, float) or isinstance(got, float):
+        ok = isinstance(want, int | float) and isinstance(got, int | float)
+        if not (ok and math.isclose(want, got, rel_tol=0.05, abs_tol=0.02)):
+            out.append(f"{where}: {want!r} != {got!r}")
+    elif isinstance(want, dict) and isinstance(got, dict):
+        if sorted(want) != sorted(got):
+            out.append(f"{where}: keys {sorted(want)} != {sorted(got)}")
+            return
+        for key in want:
+            _close(want[key], got[key], f"{where}.{key}", out)
+    elif isinstance(want, list) and isinstance(got, list) and len(want) == len(got):
+        for i, (a, b) in enumerate(zip(want, got, strict=True)):
+            _close(a, b, f"{where}[{i}]", out)
+    elif want != got:
+        out.append(f"{where}: {want!r} != {got!r}")
+
+
+def close_differences(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
+    """On another machine than the recording's: the numbers (metrics, policy rounds, report
+    sections) within float-rounding tolerance; the digests cannot match there."""
+    out: list[str] = []
+    for key in ("test_metrics", "rounds", "sections"):
+        _close(expected[key], actual[key], key, out)
+    return out
+
+
 def _check(name: str, full: bool, tmp_path: Path) -> None:
     spec = record.reduced_specs(full=full)[name]
     actual = record.digest(record.run_spec(None, spec, tmp_path))
     golden = GOLDEN[full]
     known = golden.get("known_differences", {}).get(name, {})
-    assert differences(name, golden["specs"][name], actual, known) == []
+    if golden["machine"] == record.machine():
+        assert differences(name, golden["specs"][name], actual, known) == []
+        return
+    warnings.warn(
+        f"golden {name}: recorded on {golden['machine']}, running on {record.machine()}: "
+        "numbers compared within float-rounding tolerance, digests not compared "
+        "(re-record on this machine type for the exact check, kernel/docs/development.md)",
+        stacklevel=1,
+    )
+    sections = []
+    for section in actual["sections"]:  # without the rows a known later change added
+        rule = known.get(section.get("title"), {}).get("rows_added")
+        if rule:
+            column = section["columns"].index(rule["column"])
+            rows = [r for r in section["rows"] if r[column] not in rule["values"]]
+            section = {**section, "rows": rows}
+        sections.append(section)
+    actual = {**actual, "sections": sections}
+    assert close_differences(golden["specs"][name], actual) == []
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN[False]["specs"]))
@@ -126,3 +174,15 @@ def test_a_reduced_spec_gives_the_recorded_weights_and_numbers(name: str, tmp_pa
 @pytest.mark.parametrize("name", sorted(GOLDEN[True]["specs"]))
 def test_the_full_variant_gives_the_recorded_weights_and_numbers(name: str, tmp_path: Path) -> None:
     _check(name, True, tmp_path)
+
+
+def test_the_other_machine_comparison_catches_a_changed_number() -> None:
+    """The fallback for a machine unlike the recording's still fails on a real change."""
+    expected = GOLDEN[False]["specs"]["breast-cancer-mlp"]
+    assert close_differences(expected, expected) == []
+    changed = json.loads(json.dumps(expected))
+    changed["test_metrics"]["accuracy"] += 0.1
+    assert close_differences(expected, changed) == [
+        f"test_metrics.accuracy: {expected['test_metrics']['accuracy']!r} != "
+        f"{changed['test_metrics']['accuracy']!r}"
+    ]

@@ -186,6 +186,20 @@ def digest(run_dir: Path) -> dict[str, Any]:
     }
 
 
+def machine() -> dict[str, str]:
+    """What the digests depend on besides the code: torch's build and the CPU kernels it picks
+    (float results round differently with AVX2 and AVX-512)."""
+    import platform
+
+    import torch
+
+    return {
+        "torch": str(torch.__version__),
+        "cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
+        "machine": platform.machine(),
+    }
+
+
 def record(tree: Path, names: list[str] | None = None, *, full: bool = False) -> dict[str, Any]:
     specs = reduced_specs(full=full)
     out = {}
@@ -210,6 +224,7 @@ def main() -> int:
     body = {
         "produced_by": "tests/pipeline/golden/record.py" + (" --full" if args.full else ""),
         "commit": args.commit,
+        "machine": machine(),
         "specs": specs,
     }
     if args.out is not None and args.out.exists():  # the hand-written reasons stay
