@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from neuroplex.onnx.autodiff import rules_elementwise, rules_nn, rules_shape
+from neuroplex.onnx.autodiff import rules_elementwise, rules_nn, rules_resize, rules_shape
 from neuroplex.onnx.autodiff._builder import Builder, UnsupportedGraph, describe
-from neuroplex.onnx.autodiff._registry import NON_DIFFERENTIABLE, RULES, RuleInfo
+from neuroplex.onnx.autodiff._registry import NON_DIFFERENTIABLE, REFUSED, RULES, RuleInfo
 
 __all__ = [
     "GRAD_INPUT",
@@ -41,7 +41,7 @@ __all__ = [
     "upgrade_opset",
 ]
 
-del rules_elementwise, rules_nn, rules_shape  # imported for their registrations
+del rules_elementwise, rules_nn, rules_resize, rules_shape  # imported for their registrations
 
 GRAD_OUTPUT = "grad_output"
 GRAD_INPUT = "grad_input"
@@ -216,8 +216,12 @@ def build_gradient_model(model: Any, *, output: str | None = None) -> Any:
     if missing:
         listed = "; ".join(describe(n) for n in missing[:5])
         more = f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
+        why = "".join(
+            f": {reason}"
+            for reason in dict.fromkeys(REFUSED[n.op_type] for n in missing if n.op_type in REFUSED)
+        )
         raise UnsupportedGraph(
-            f"no gradient rule for {listed}{more}",
+            f"no gradient rule for {listed}{more}{why}",
             op_type=missing[0].op_type,
             node=missing[0].name,
         )

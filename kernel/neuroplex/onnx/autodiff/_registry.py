@@ -8,7 +8,7 @@ import attrs
 
 from neuroplex.onnx.autodiff._builder import Rule
 
-__all__ = ["NON_DIFFERENTIABLE", "RULES", "RuleInfo", "rule"]
+__all__ = ["NON_DIFFERENTIABLE", "REFUSED", "RULES", "RuleInfo", "rule"]
 
 
 @attrs.frozen
@@ -51,6 +51,14 @@ NON_DIFFERENTIABLE: frozenset[str] = frozenset(
         "EyeLike",
         "Constant",
     }
+)
+
+
+#: ops refused on purpose, with the reason added to the "no gradient rule" message
+REFUSED: dict[str, str] = dict.fromkeys(
+    ("LSTM", "GRU", "RNN"),
+    "recurrent layers are not differentiated (their ONNX form is one fused node over the "
+    "whole sequence; expanding it into per-step elementary ops is not implemented)",
 )
 
 
