@@ -171,3 +171,43 @@ def test_a_graph_failing_finite_differences_is_dropped(
     assert module.tier_reason.startswith("the ONNX-derived gradient graph was dropped")
     assert module.gradient_check is not None and not module.gradient_check.passed
     assert not list(tmp_path.glob("*.vjp1.onnx"))  # nothing cached
+
+
+def test_dynamo_export_gets_onnx_gradients_and_the_same_analyses(
+    cnn: nn.Module, tmp_path: Path
+) -> None:
+    """A file from PyTorch's dynamo exporter (opset 18+, onnxscript): FGSM, PGD and
+    integrated gradients on it agree with the same analyses on the PyTorch original."""
+    pytest.importorskip("onnxscript")
+    from neuroplex_attacks import AdversarialTester
+    from neuroplex_explain import ModelExplainability
+
+    program = torch.onnx.export(
+        cnn,
+        (torch.randn(2, 1, 8, 8),),
+        dynamo=True,
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_shapes=({0: torch.export.Dim("N")},),
+        verbose=False,
+    )
+    path = tmp_path / "dynamo.onnx"
+    program.save(str(path))
+    module = load_onnx(path, device="cpu", input_range=(0.0, 1.0))
+    assert (module.tier, module.gradient_source) == ("gradients", "onnx"), module.tier_reason
+    check = module.gradient_check
+    assert check is not None and check.passed and check.runner == "onnx.reference"  # float64
+    x = torch.rand(8, 1, 8, 8)
+    y = cnn(x).argmax(1)
+    ours, theirs = AdversarialTester(module), AdversarialTester(cnn, input_range=(0.0, 1.0))
+    for attack, options in [("fgsm", {}), ("pgd", {"steps": 5})]:
+        a = ours.attack(x, y, attack, 0.1, **options)
+        b = theirs.attack(x, y, attack, 0.1, **options)
+        assert float((a - b).abs().max()) <= 1e-5, attack
+        assert torch.equal(module(a).argmax(1), cnn(b).argmax(1)), attack
+    ig = [
+        ModelExplainability(m).attribute(x, "integrated_gradients", target=y, n_steps=8)
+        for m in (module, cnn)
+    ]
+    scale = float(ig[1].attributions.abs().max())
+    assert float((ig[0].attributions - ig[1].attributions).abs().max()) <= 1e-5 * scale

@@ -165,7 +165,8 @@ def check_gradient_model(
 
 def _float64_ops() -> list[Any]:
     """``Erf`` and ``Gelu`` for ``onnx.reference`` in the input's precision (its own round
-    to float32, which ruins a float64 finite difference), and a correct ``LRN``."""
+    to float32, which ruins a float64 finite difference), and correct ``LRN`` and grouped
+    ``ConvTranspose``."""
     import math
 
     from onnx.reference.op_run import OpRun
@@ -205,7 +206,26 @@ def _float64_ops() -> list[Any]:
                 squares[:, c] = np.sum(window**2, axis=1)
             return ((x / (bias + alpha / size * squares) ** beta).astype(x.dtype),)
 
-    return [Erf, Gelu, LRN]
+    from onnx.reference.ops.op_conv_transpose import ConvTranspose as _ConvTranspose
+
+    class ConvTranspose(_ConvTranspose):  # onnx.reference mixes up the groups' channels
+        op_domain = ""
+
+        def _run(  # type: ignore[override]
+            self, x: np.ndarray, w: np.ndarray, b: Any = None, **attrs: Any
+        ) -> Any:
+            run: Any = super()._run
+            group = int(attrs.pop("group", None) or 1)
+            if group == 1:
+                return run(x, w, b, group=1, **attrs)
+            xs, ws = np.split(x, group, axis=1), np.split(w, group, axis=0)
+            parts = [run(xg, wg, None, group=1, **attrs)[0] for xg, wg in zip(xs, ws, strict=True)]
+            out = np.concatenate(parts, axis=1)
+            if b is not None:
+                out = out + b.reshape(1, -1, *([1] * (out.ndim - 2)))
+            return (out.astype(x.dtype),)
+
+    return [Erf, Gelu, LRN, ConvTranspose]
 
 
 def _input_name(model: Any) -> str:
