@@ -541,14 +541,80 @@ def test_resize(attrs: dict[str, Any], scales: list[float] | None, sizes: list[i
     _check(model, _x(2, 3, 4, 6), "Resize")
 
 
-def test_recurrent_layers_are_refused_with_the_reason() -> None:
+RECURRENT = [
+    ("LSTM", "forward", {}, ()),
+    ("LSTM", "reverse", {}, ("B",)),
+    ("LSTM", "bidirectional", {}, ("B", "", "initial_h", "initial_c", "P")),
+    ("GRU", "forward", {}, ("B",)),
+    ("GRU", "bidirectional", {"linear_before_reset": 1}, ("B", "", "initial_h")),
+]
+
+
+@pytest.mark.parametrize(
+    ("op", "direction", "attrs", "extra"), RECURRENT, ids=[f"{r[0]}-{r[1]}" for r in RECURRENT]
+)
+def test_recurrent_layers_are_unrolled(
+    op: str, direction: str, attrs: dict[str, Any], extra: tuple[str, ...]
+) -> None:
+    """LSTM/GRU become per-step elementary ops; the check differentiates the original node."""
+    from neuroplex.onnx.autodiff.expand import expand_recurrent
+
+    hidden, gates, d = 3, 4 if op == "LSTM" else 3, 2 if direction == "bidirectional" else 1
+    params = {"W": _w(d, gates * hidden, 2) * 0.5, "R": _w(d, gates * hidden, hidden) * 0.5}
+    sizes = {"B": (d, 2 * gates * hidden), "P": (d, 3 * hidden)}
+    params.update({n: _w(*sizes[n]) * 0.5 for n in extra if n in sizes})
+    params.update({n: _w(d, 2, hidden) for n in extra if n.startswith("initial")})
+    outputs = ["y", "y_h", "y_c"] if op == "LSTM" else ["y", "y_h"]
+    nodes = [
+        helper.make_node(
+            op,
+            ["x", "W", "R", *extra],
+            ["ys", *outputs[1:]],
+            hidden_size=hidden,
+            direction=direction,
+            name="rnn",
+            **attrs,
+        ),
+        # every output reaches y: Y, Y_h (and Y_c) summed into one tensor
+        helper.make_node("ReduceSum", ["ys", "axes0"], ["y0"], keepdims=0),
+        *[helper.make_node("Add", [f"y{k}", o], [f"y{k + 1}"]) for k, o in enumerate(outputs[1:])],
+        helper.make_node("Identity", [f"y{len(outputs) - 1}"], ["y"]),
+    ]
+    params["axes0"] = np.asarray([0], dtype=np.int64)
+    model = _model(nodes, (5, 2, 2), params)
+    _check(model, _x(5, 2, 2))
+    # the unrolled forward equals ONNX Runtime's own kernel (float32)
+    import onnxruntime as ort
+
+    from neuroplex.onnx.autodiff import _constants
+    from neuroplex.onnx.autodiff.verify import _retyped
+
+    f32 = _retyped(model, TensorProto.DOUBLE, TensorProto.FLOAT)
+    unrolled, refused = expand_recurrent(f32, _constants(f32))
+    assert refused == {} and op not in {n.op_type for n in unrolled.graph.node}
+    x = _x(5, 2, 2).astype(np.float32)
+    ours, theirs = (
+        ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0] for m in (unrolled, f32)
+    )
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_recurrent_layers_that_cannot_be_unrolled_are_refused_with_the_reason() -> None:
     hidden = 3
     params = {"W": _w(1, 4 * hidden, 2), "R": _w(1, 4 * hidden, hidden)}
     node = helper.make_node("LSTM", ["x", "W", "R"], ["y"], hidden_size=hidden, name="lstm")
     with pytest.raises(
-        UnsupportedGraph, match=r"no gradient rule for LSTM node 'lstm': recurrent layers"
+        UnsupportedGraph,
+        match=r"no gradient rule for LSTM node 'lstm' \(LSTM node 'lstm' is not unrolled: a "
+        r"dynamic sequence length is not supported\)",
     ):
-        build_gradient_model(_model([node], (5, 1, 2), params))
+        build_gradient_model(_model([node], ("T", 1, 2), params))
+    clipped = helper.make_node(
+        "GRU", ["x", "W", "R"], ["y"], hidden_size=hidden, clip=1.0, name="g"
+    )
+    params = {"W": _w(1, 3 * hidden, 2), "R": _w(1, 3 * hidden, hidden)}
+    with pytest.raises(UnsupportedGraph, match=r"GRU node 'g' is not unrolled: clip"):
+        build_gradient_model(_model([clipped], (4, 1, 2), params))
 
 
 # -- refusals --------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ import numpy as np
 from neuroplex.onnx.autodiff import rules_elementwise, rules_nn, rules_resize, rules_shape
 from neuroplex.onnx.autodiff._builder import Builder, UnsupportedGraph, describe
 from neuroplex.onnx.autodiff._registry import NON_DIFFERENTIABLE, REFUSED, RULES, RuleInfo
+from neuroplex.onnx.autodiff.expand import expand_recurrent
 
 __all__ = [
     "GRAD_INPUT",
@@ -205,6 +206,7 @@ def build_gradient_model(model: Any, *, output: str | None = None) -> Any:
     model = upgrade_opset(model)
     opset = default_opset(model)
     _check_graph(model)
+    model, not_unrolled = expand_recurrent(model, _constants(model))
     shapes, types = _shape_tables(model)
     x_info = _the_input(model)
     x, y = x_info.name, _the_output(model, output)
@@ -216,10 +218,14 @@ def build_gradient_model(model: Any, *, output: str | None = None) -> Any:
     if missing:
         listed = "; ".join(describe(n) for n in missing[:5])
         more = f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
-        why = "".join(
-            f": {reason}"
-            for reason in dict.fromkeys(REFUSED[n.op_type] for n in missing if n.op_type in REFUSED)
-        )
+        reasons = [
+            f"{describe(n)} is not unrolled: {not_unrolled[n.name]}"
+            if n.name in not_unrolled
+            else REFUSED[n.op_type]
+            for n in missing
+            if n.name in not_unrolled or n.op_type in REFUSED
+        ]
+        why = "".join(f" ({reason})" for reason in dict.fromkeys(reasons))
         raise UnsupportedGraph(
             f"no gradient rule for {listed}{more}{why}",
             op_type=missing[0].op_type,

@@ -55,11 +55,10 @@ NON_DIFFERENTIABLE: frozenset[str] = frozenset(
 
 
 #: ops refused on purpose, with the reason added to the "no gradient rule" message
-REFUSED: dict[str, str] = dict.fromkeys(
-    ("LSTM", "GRU", "RNN"),
-    "recurrent layers are not differentiated (their ONNX form is one fused node over the "
-    "whole sequence; expanding it into per-step elementary ops is not implemented)",
-)
+#: (``LSTM`` and ``GRU`` are unrolled by :mod:`neuroplex.onnx.autodiff.expand` when they can be)
+REFUSED: dict[str, str] = {
+    "RNN": "simple recurrent layers are not unrolled (LSTM and GRU are)",
+}
 
 
 def rule(*op_types: str, note: str = "") -> Callable[[Rule], Rule]:
