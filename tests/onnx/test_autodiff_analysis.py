@@ -215,3 +215,39 @@ def _log_prob_saliency(model: nn.Module, x255: torch.Tensor, y: torch.Tensor) ->
     xr = x255.clone().requires_grad_(True)
     score = model(xr / 255).log_softmax(1).gather(1, y[:, None]).sum()
     return torch.autograd.grad(score, xr)[0].abs()
+
+
+def test_a_fixed_batch_file_takes_any_batch(tmp_path: Path) -> None:
+    """A TorchScript export without dynamic axes (batch fixed at 1) is re-batched after a
+    check, and attacks on it match PyTorch; a graph that hard-codes its batch keeps it."""
+    from neuroplex_attacks import AdversarialTester
+    from onnx import TensorProto, helper
+
+    model = _cnn()
+    path = tmp_path / "fixed.onnx"
+    torch.onnx.export(model, (torch.rand(1, 1, 8, 8),), str(path), dynamo=False, opset_version=17)
+    module = load_onnx(path, device="cpu", input_range=(0.0, 1.0))
+    assert module.input_specs[0].shape == (None, 1, 8, 8)
+    assert "fixed batch of 1" in module.batch_note and module.gradient_source == "onnx"
+    x = torch.rand(6, 1, 8, 8)
+    y = model(x).argmax(1)
+    ours = AdversarialTester(module).attack(x, y, "fgsm", 0.05)
+    theirs = AdversarialTester(model, input_range=(0.0, 1.0)).attack(x, y, "fgsm", 0.05)
+    assert float((ours - theirs).abs().max()) <= 1e-6
+    # Reshape to a hard-coded (1, -1): batch 2 cannot run, so the batch stays fixed
+    graph = helper.make_graph(
+        [
+            helper.make_node("Reshape", ["x", "shape"], ["flat"]),
+            helper.make_node("Relu", ["flat"], ["y"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6])],
+        initializer=[onnx.numpy_helper.from_array(np.asarray([1, -1], np.int64), "shape")],
+    )
+    hard = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    hard.ir_version = 8
+    onnx.save(hard, str(tmp_path / "hard.onnx"))
+    kept = load_onnx(tmp_path / "hard.onnx", device="cpu")
+    assert kept.input_specs[0].shape == (1, 2, 3) and kept.batch_note == ""
+    assert kept.tier == "gradients"

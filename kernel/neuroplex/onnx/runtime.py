@@ -302,8 +302,11 @@ class OnnxModule(nn.Module):
         derived = gradient_graph == "onnx" or (
             gradient_graph == "auto" and "format" not in self.metadata
         )
+        #: how a fixed-batch file was made to take any batch ("" when it was not)
+        self.batch_note = ""
         if derived:
             self._rewrite_probabilities(probabilities)
+            self._rebatch()
         requested = _resolve_device(device)
         self._providers = (
             list(providers) if providers is not None else _providers_for(requested, tf32)
@@ -384,7 +387,15 @@ class OnnxModule(nn.Module):
         if rewrite is not None:
             self._proto = rewrite.model
             self.output_kind, self.output_note = rewrite.kind, rewrite.note
-            self._digest_suffix = "log_probabilities"
+            self._digest_suffix += "|log_probabilities"
+
+    def _rebatch(self) -> None:
+        from neuroplex.onnx._batch import rebatch
+
+        done = rebatch(self._proto)
+        if done is not None:
+            self._proto, self.batch_note = done
+            self._digest_suffix += "|rebatched"
 
     def extra_repr(self) -> str:
         inputs = "; ".join(spec.describe() for spec in self.input_specs)
