@@ -16,6 +16,8 @@ operator and the node — never a wrong gradient: an operator without a rule on 
 ``x`` to ``y``, control flow (``If``/``Loop``/``Scan``), several or integer inputs.
 Files of opsets 7–12 are upgraded in memory (``onnx.version_converter``) to opset 13; the
 gradient model uses opset ``max(opset, 16)`` (the first with ``ScatterElements`` reduction).
+``LSTM``/``GRU`` nodes are unrolled into per-step elementary ops first
+(:mod:`neuroplex.onnx.autodiff.expand`).
 """
 
 from __future__ import annotations
