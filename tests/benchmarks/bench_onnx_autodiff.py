@@ -32,13 +32,24 @@ import torch
 from bench_onnx import _families, _paired
 
 
+def _model(name: str) -> tuple[torch.nn.Module, tuple[int, ...]]:
+    """A family of ``bench_onnx.py`` or a model of the gradient-engine zoo, in eval mode."""
+    families = _families()
+    if name in families:
+        return families[name]
+    from neuroplex.testing.zoo import ZOO
+
+    torch.manual_seed(0)
+    return ZOO[name].factory().eval(), ZOO[name].input_shape
+
+
 def _bench_family(name: str, repeats: int, threads: int, folder: Path) -> list[str]:
     """The table rows of one model family (see the module docstring)."""
     from neuroplex_attacks import AdversarialTester
 
     from neuroplex.onnx import export_onnx, load_onnx
 
-    model, shape = _families()[name]
+    model, shape = _model(name)
     options = {"device": "cpu", "intra_op_threads": threads}
     stem = name.split()[0]
     start = time.perf_counter()
@@ -105,8 +116,8 @@ def main() -> None:
     parser.add_argument(
         "--family",
         action="append",
-        choices=list(_families()),
-        help="model families to run (repeatable; default: the CNN)",
+        help="model families of bench_onnx.py or zoo models (neuroplex.testing.zoo) to run "
+        "(repeatable; default: the CNN)",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

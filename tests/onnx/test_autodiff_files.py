@@ -211,3 +211,38 @@ def test_dynamo_export_gets_onnx_gradients_and_the_same_analyses(
     ]
     scale = float(ig[1].attributions.abs().max())
     assert float((ig[0].attributions - ig[1].attributions).abs().max()) <= 1e-5 * scale
+
+
+@pytest.mark.slow  # 2-16 s per model on one core (the float64 check of the derived graph)
+@pytest.mark.parametrize(
+    "name", ["resnet", "mobilenetv3", "efficientnet", "convnext", "vit", "lstm", "gru"]
+)
+def test_the_zoo_exported_by_torchscript_gets_onnx_gradients(name: str, tmp_path: Path) -> None:
+    """Every model of the gradient-engine zoo, exported by PyTorch's TorchScript exporter (a
+    foreign file: no neuroplex metadata), gets an ONNX-derived gradient graph that passes the
+    float64 check and equals PyTorch's input gradient (LSTM/GRU through unrolling)."""
+    from neuroplex.testing.zoo import create
+
+    model, x = create(name, batch=4)
+    model.eval()
+    path = tmp_path / f"{name}.onnx"
+    torch.onnx.export(
+        model,
+        (x,),
+        str(path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes={"x": {0: "N"}, "y": {0: "N"}},
+    )
+    module = load_onnx(path, device="cpu")
+    assert (module.tier, module.gradient_source) == ("gradients", "onnx"), module.tier_reason
+    assert module.gradient_check is not None and "float32" not in module.gradient_check.runner
+    y = torch.arange(4) % 10
+    grads = []
+    for m in (model, module):
+        xr = x.clone().requires_grad_(True)
+        grads.append(torch.autograd.grad(nn.functional.cross_entropy(m(xr), y), xr)[0])
+    scale = float(grads[0].abs().max())
+    assert float((grads[0] - grads[1]).abs().max()) <= 1e-5 * scale
