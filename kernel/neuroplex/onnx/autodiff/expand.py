@@ -222,7 +222,7 @@ def expand_recurrent(model: Any, constants: dict[str, np.ndarray]) -> tuple[Any,
     recurrent = [n for n in model.graph.node if n.op_type in _DEFAULT_ACTIVATIONS]
     if not recurrent:
         return model, {}
-    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     infos = {i.name: i for i in (*inferred.graph.input, *inferred.graph.value_info)}
     refused: dict[str, str] = {}
     nodes: list[Any] = []
