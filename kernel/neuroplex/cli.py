@@ -197,7 +197,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from neuroplex.run.analyze import analyze_file
 
-    results = analyze_file(Path(args.onnx), args.analyzer, args.data, args.n_samples)
+    results = analyze_file(
+        Path(args.onnx), args.analyzer, args.data, args.n_samples, input_range=args.input_range
+    )
     print(json.dumps(results, indent=2, default=str))
     return 0
 
@@ -324,6 +326,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--analyzer", "-a", action="append", required=True, help="analyzer name")
     p.add_argument("--data", required=True, help="a .npz with X (and y) or a dataset name")
     p.add_argument("--n-samples", type=int, default=256)
+    p.add_argument(
+        "--input-range",
+        nargs=2,
+        type=float,
+        metavar=("MIN", "MAX"),
+        default=None,
+        help="valid input range of the model (e.g. 0 1, 0 255); default: the file's metadata "
+        "(attacks clip to it; files from other tools have none)",
+    )
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("report", parents=[common], help="write report.html for a run dir")

@@ -459,6 +459,164 @@ def test_cast_and_dropout_and_shape_constants() -> None:
     TESTED.update({"Cast", "Dropout", "Shape"})
 
 
+@pytest.mark.parametrize(
+    ("size", "alpha", "beta", "bias"),
+    [(3, 1e-2, 0.75, 1.0), (4, 0.5, 0.6, 2.0), (1, 0.3, 1.0, 1.5)],
+)
+def test_lrn(size: int, alpha: float, beta: float, bias: float) -> None:
+    node = helper.make_node("LRN", ["x"], ["y"], size=size, alpha=alpha, beta=beta, bias=bias)
+    model = _model([node], ("N", 5, 3, 2))
+    _check(model, _x(2, 5, 3, 2), "LRN")
+    if size % 2 == 0:
+        return  # ORT's LRN takes odd sizes only
+    # the float64 LRN the check runs (onnx.reference's own is wrong) agrees with ORT's float32
+    import onnxruntime as ort
+    from onnx.reference import ReferenceEvaluator
+
+    from neuroplex.onnx.autodiff.verify import _float64_ops, _retyped
+
+    x = _x(2, 5, 3, 2)
+    ours = ReferenceEvaluator(model, new_ops=_float64_ops()).run(None, {"x": x})[0]
+    f32 = _retyped(model, TensorProto.DOUBLE, TensorProto.FLOAT).SerializeToString()
+    theirs = ort.InferenceSession(f32).run(None, {"x": x.astype(np.float32)})[0]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+EINSUMS = [
+    ("ij,jk->ik", (3, 4), (4, 5)),
+    ("bij,bjk->bik", (2, 3, 4), (2, 4, 2)),
+    ("nchw,c->nhw", (2, 3, 2, 2), (3,)),
+    ("ij,kj", (3, 4), (2, 4)),  # implicit output ("ik")
+    ("ijk,j->i", (2, 3, 4), (3,)),  # k is summed out of x alone: broadcast back
+    ("ij->ji", (3, 4), None),
+]
+
+
+@pytest.mark.parametrize(("equation", "xs", "ws"), EINSUMS, ids=[e[0] for e in EINSUMS])
+def test_einsum(equation: str, xs: tuple[int, ...], ws: tuple[int, ...] | None) -> None:
+    inputs, params = (["x", "w"], {"w": _w(*ws)}) if ws else (["x"], {})
+    node = helper.make_node("Einsum", inputs, ["y"], equation=equation)
+    _check(_model([node], xs, params), _x(*xs), "Einsum")
+
+
+def test_einsum_both_operands_depend_on_x_and_refusals() -> None:
+    nodes = [
+        helper.make_node("Tanh", ["x"], ["t"]),
+        helper.make_node("Einsum", ["x", "t"], ["y"], equation="ij,kj->ik"),
+    ]
+    _check(_model(nodes, (3, 4)), _x(3, 4), "Einsum")
+    for equation, why in [("...j,j->...", "ellipsis"), ("ii->i", "diagonal")]:
+        node = helper.make_node(
+            "Einsum", ["x"] + (["w"] if "," in equation else []), ["y"], equation=equation, name="e"
+        )
+        model = _model([node], (3, 3), {"w": _w(3)} if "," in equation else None)
+        with pytest.raises(UnsupportedGraph, match=rf"Einsum node 'e': .*{why}"):
+            build_gradient_model(model)
+
+
+RESIZES = [
+    ({"mode": "nearest"}, [1.0, 1.0, 2.0, 2.0], None),
+    ({"mode": "nearest", "nearest_mode": "floor", "coordinate_transformation_mode": "asymmetric"},
+     [1.0, 1.0, 1.5, 3.0], None),
+    ({"mode": "linear"}, [1.0, 1.0, 2.0, 2.0], None),
+    ({"mode": "linear", "coordinate_transformation_mode": "align_corners"}, None, [2, 3, 7, 5]),
+    ({"mode": "linear"}, [1.0, 1.0, 0.5, 0.75], None),  # downsampling
+    ({"mode": "linear", "antialias": 1}, [1.0, 1.0, 0.5, 0.5], None),
+    ({"mode": "cubic"}, [1.0, 1.0, 2.0, 1.0], None),
+    ({"mode": "linear"}, [1.0, 2.0, 1.0, 1.0], None),  # a leading axis: transposes
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("attrs", "scales", "sizes"), RESIZES, ids=[str(i) for i in range(8)])
+def test_resize(attrs: dict[str, Any], scales: list[float] | None, sizes: list[int] | None) -> None:
+    params: dict[str, np.ndarray] = {"roi": np.zeros(0)}
+    if scales is not None:
+        params["scales"] = np.asarray(scales, dtype=np.float32)
+        inputs = ["x", "roi", "scales"]
+    else:
+        params["sizes"] = np.asarray(sizes, dtype=np.int64)
+        inputs = ["x", "roi", "", "sizes"]
+    node = helper.make_node("Resize", inputs, ["y"], **attrs)
+    model = _model([node], (2, 3, 4, 6), params, opset=19)
+    _check(model, _x(2, 3, 4, 6), "Resize")
+
+
+RECURRENT = [
+    ("LSTM", "forward", {}, ()),
+    ("LSTM", "reverse", {}, ("B",)),
+    ("LSTM", "bidirectional", {}, ("B", "", "initial_h", "initial_c", "P")),
+    ("GRU", "forward", {}, ("B",)),
+    ("GRU", "bidirectional", {"linear_before_reset": 1}, ("B", "", "initial_h")),
+]
+
+
+@pytest.mark.parametrize(
+    ("op", "direction", "attrs", "extra"), RECURRENT, ids=[f"{r[0]}-{r[1]}" for r in RECURRENT]
+)
+def test_recurrent_layers_are_unrolled(
+    op: str, direction: str, attrs: dict[str, Any], extra: tuple[str, ...]
+) -> None:
+    """LSTM/GRU become per-step elementary ops; the check differentiates the original node."""
+    from neuroplex.onnx.autodiff.expand import expand_recurrent
+
+    hidden, gates, d = 3, 4 if op == "LSTM" else 3, 2 if direction == "bidirectional" else 1
+    params = {"W": _w(d, gates * hidden, 2) * 0.5, "R": _w(d, gates * hidden, hidden) * 0.5}
+    sizes = {"B": (d, 2 * gates * hidden), "P": (d, 3 * hidden)}
+    params.update({n: _w(*sizes[n]) * 0.5 for n in extra if n in sizes})
+    params.update({n: _w(d, 2, hidden) for n in extra if n.startswith("initial")})
+    outputs = ["y", "y_h", "y_c"] if op == "LSTM" else ["y", "y_h"]
+    nodes = [
+        helper.make_node(
+            op,
+            ["x", "W", "R", *extra],
+            ["ys", *outputs[1:]],
+            hidden_size=hidden,
+            direction=direction,
+            name="rnn",
+            **attrs,
+        ),
+        # every output reaches y: Y, Y_h (and Y_c) summed into one tensor
+        helper.make_node("ReduceSum", ["ys", "axes0"], ["y0"], keepdims=0),
+        *[helper.make_node("Add", [f"y{k}", o], [f"y{k + 1}"]) for k, o in enumerate(outputs[1:])],
+        helper.make_node("Identity", [f"y{len(outputs) - 1}"], ["y"]),
+    ]
+    params["axes0"] = np.asarray([0], dtype=np.int64)
+    model = _model(nodes, (5, 2, 2), params)
+    _check(model, _x(5, 2, 2))
+    # the unrolled forward equals ONNX Runtime's own kernel (float32)
+    import onnxruntime as ort
+
+    from neuroplex.onnx.autodiff import _constants
+    from neuroplex.onnx.autodiff.verify import _retyped
+
+    f32 = _retyped(model, TensorProto.DOUBLE, TensorProto.FLOAT)
+    unrolled, refused = expand_recurrent(f32, _constants(f32))
+    assert refused == {} and op not in {n.op_type for n in unrolled.graph.node}
+    x = _x(5, 2, 2).astype(np.float32)
+    ours, theirs = (
+        ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0] for m in (unrolled, f32)
+    )
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_recurrent_layers_that_cannot_be_unrolled_are_refused_with_the_reason() -> None:
+    hidden = 3
+    params = {"W": _w(1, 4 * hidden, 2), "R": _w(1, 4 * hidden, hidden)}
+    node = helper.make_node("LSTM", ["x", "W", "R"], ["y"], hidden_size=hidden, name="lstm")
+    with pytest.raises(
+        UnsupportedGraph,
+        match=r"no gradient rule for LSTM node 'lstm' \(LSTM node 'lstm' is not unrolled: a "
+        r"dynamic sequence length is not supported\)",
+    ):
+        build_gradient_model(_model([node], ("T", 1, 2), params))
+    clipped = helper.make_node(
+        "GRU", ["x", "W", "R"], ["y"], hidden_size=hidden, clip=1.0, name="g"
+    )
+    params = {"W": _w(1, 3 * hidden, 2), "R": _w(1, 3 * hidden, hidden)}
+    with pytest.raises(UnsupportedGraph, match=r"GRU node 'g' is not unrolled: clip"):
+        build_gradient_model(_model([clipped], (4, 1, 2), params))
+
+
 # -- refusals --------------------------------------------------------------------------------
 def test_unsupported_operator_is_named() -> None:
     nodes = [

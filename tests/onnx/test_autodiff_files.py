@@ -171,3 +171,78 @@ def test_a_graph_failing_finite_differences_is_dropped(
     assert module.tier_reason.startswith("the ONNX-derived gradient graph was dropped")
     assert module.gradient_check is not None and not module.gradient_check.passed
     assert not list(tmp_path.glob("*.vjp1.onnx"))  # nothing cached
+
+
+def test_dynamo_export_gets_onnx_gradients_and_the_same_analyses(
+    cnn: nn.Module, tmp_path: Path
+) -> None:
+    """A file from PyTorch's dynamo exporter (opset 18+, onnxscript): FGSM, PGD and
+    integrated gradients on it agree with the same analyses on the PyTorch original."""
+    pytest.importorskip("onnxscript")
+    from neuroplex_attacks import AdversarialTester
+    from neuroplex_explain import ModelExplainability
+
+    program = torch.onnx.export(
+        cnn,
+        (torch.randn(2, 1, 8, 8),),
+        dynamo=True,
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_shapes=({0: torch.export.Dim("N")},),
+        verbose=False,
+    )
+    path = tmp_path / "dynamo.onnx"
+    program.save(str(path))
+    module = load_onnx(path, device="cpu", input_range=(0.0, 1.0))
+    assert (module.tier, module.gradient_source) == ("gradients", "onnx"), module.tier_reason
+    check = module.gradient_check
+    assert check is not None and check.passed and check.runner == "onnx.reference"  # float64
+    x = torch.rand(8, 1, 8, 8)
+    y = cnn(x).argmax(1)
+    ours, theirs = AdversarialTester(module), AdversarialTester(cnn, input_range=(0.0, 1.0))
+    for attack, options in [("fgsm", {}), ("pgd", {"steps": 5})]:
+        a = ours.attack(x, y, attack, 0.1, **options)
+        b = theirs.attack(x, y, attack, 0.1, **options)
+        assert float((a - b).abs().max()) <= 1e-5, attack
+        assert torch.equal(module(a).argmax(1), cnn(b).argmax(1)), attack
+    ig = [
+        ModelExplainability(m).attribute(x, "integrated_gradients", target=y, n_steps=8)
+        for m in (module, cnn)
+    ]
+    scale = float(ig[1].attributions.abs().max())
+    assert float((ig[0].attributions - ig[1].attributions).abs().max()) <= 1e-5 * scale
+
+
+@pytest.mark.slow  # 2-16 s per model on one core (the float64 check of the derived graph)
+@pytest.mark.parametrize(
+    "name", ["resnet", "mobilenetv3", "efficientnet", "convnext", "vit", "lstm", "gru"]
+)
+def test_the_zoo_exported_by_torchscript_gets_onnx_gradients(name: str, tmp_path: Path) -> None:
+    """Every model of the gradient-engine zoo, exported by PyTorch's TorchScript exporter (a
+    foreign file: no neuroplex metadata), gets an ONNX-derived gradient graph that passes the
+    float64 check and equals PyTorch's input gradient (LSTM/GRU through unrolling)."""
+    from neuroplex.testing.zoo import create
+
+    model, x = create(name, batch=4)
+    model.eval()
+    path = tmp_path / f"{name}.onnx"
+    torch.onnx.export(
+        model,
+        (x,),
+        str(path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes={"x": {0: "N"}, "y": {0: "N"}},
+    )
+    module = load_onnx(path, device="cpu")
+    assert (module.tier, module.gradient_source) == ("gradients", "onnx"), module.tier_reason
+    assert module.gradient_check is not None and "float32" not in module.gradient_check.runner
+    y = torch.arange(4) % 10
+    grads = []
+    for m in (model, module):
+        xr = x.clone().requires_grad_(True)
+        grads.append(torch.autograd.grad(nn.functional.cross_entropy(m(xr), y), xr)[0])
+    scale = float(grads[0].abs().max())
+    assert float((grads[0] - grads[1]).abs().max()) <= 1e-5 * scale

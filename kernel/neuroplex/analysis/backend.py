@@ -39,13 +39,23 @@ class ResolvedModel:
         module: a ``torch.nn.Module`` (for ONNX: the ``OnnxModule`` wrapping ONNX Runtime).
         backend: ``"torch"`` or ``"onnx"``.
         tier: ``"torch"``; for ONNX ``"gradients"`` (exported VJP graph) or ``"forward_only"``.
-        input_range: ``(min, max)`` of the inputs from the ONNX metadata, ``None`` if unknown.
+        input_range: ``(min, max)`` of the inputs (the ``OnnxModule``'s ``input_range``
+            argument, else the ONNX metadata), ``None`` if unknown.
+        foreign: an ONNX file written by another tool (no neuroplex metadata): analyzers that
+            clip to the input range have no default for it.
+        output_note: how the file's output was changed for analysis ("" when it was not),
+            e.g. a final Softmax analysed as log-probabilities; results record it.
+        tier_reason: why the ONNX model has its tier (e.g. the operator without a gradient
+            rule), "" for PyTorch models.
     """
 
     module: torch.nn.Module
     backend: str
     tier: str
     input_range: tuple[float, float] | None = None
+    foreign: bool = False
+    output_note: str = ""
+    tier_reason: str = ""
 
     @property
     def provenance(self) -> str:
@@ -70,14 +80,19 @@ def _onnx_module_type() -> Any:
     return getattr(module, "OnnxModule", None) if module is not None else None
 
 
-def _metadata_range(meta: Any) -> tuple[float, float] | None:
-    value = (
-        meta.get("input_range") if isinstance(meta, dict) else getattr(meta, "input_range", None)
+def _resolved_onnx(module: Any) -> ResolvedModel:
+    """A resolved ``neuroplex.onnx.OnnxModule`` (its declared attributes)."""
+    value = module.input_range
+    input_range = None if value is None else (float(value[0]), float(value[1]))
+    return ResolvedModel(
+        module,
+        "onnx",
+        str(module.tier),
+        input_range,
+        foreign=bool(module.foreign),
+        output_note=str(module.output_note),
+        tier_reason=str(module.tier_reason),
     )
-    if value is None:
-        return None
-    lo, hi = (float(v) for v in value)
-    return (lo, hi)
 
 
 def _load_onnx_file(path: Path) -> ResolvedModel:
@@ -97,12 +112,7 @@ def _load_onnx_file(path: Path) -> ResolvedModel:
             f"cannot be imported: {exc}",
             path="model",
         ) from exc
-    module = nx_onnx.load_onnx(path)
-    input_range = None
-    read_metadata = getattr(nx_onnx, "read_metadata", None)
-    if read_metadata is not None:
-        input_range = _metadata_range(read_metadata(path))
-    return ResolvedModel(module, "onnx", str(module.tier), input_range)
+    return _resolved_onnx(nx_onnx.load_onnx(path))
 
 
 def resolve_model(model: Any) -> ResolvedModel:
@@ -113,9 +123,7 @@ def resolve_model(model: Any) -> ResolvedModel:
         return _load_onnx_file(Path(model))
     onnx_type = _onnx_module_type()
     if onnx_type is not None and isinstance(model, onnx_type):
-        meta = getattr(model, "metadata", None)
-        input_range = _metadata_range(meta) if meta is not None else None
-        return ResolvedModel(model, "onnx", str(model.tier), input_range)
+        return _resolved_onnx(model)
     if isinstance(model, torch.nn.Module):
         return ResolvedModel(model, "torch", "torch", None)
     raise ConfigError(
@@ -147,10 +155,11 @@ def fused_loss_gradient(
 def require_gradients(resolved: ResolvedModel, method: str) -> None:
     """Raise a :class:`ConfigError` when ``method`` needs gradients the model cannot give."""
     if not resolved.has_gradients:
+        why = f" ({resolved.tier_reason})" if resolved.tier_reason else ""
         raise ConfigError(
-            f"{method} needs gradients, but this ONNX model is forward-only (no exported VJP "
-            "gradient graph): re-export it with neuroplex.onnx.export_onnx (gradient graph "
-            "enabled), or use a perturbation method (occlusion, feature_ablation, square, noise)",
+            f"{method} needs gradients, but this ONNX model is forward-only{why}: use a "
+            "perturbation method (occlusion, feature_ablation, square, noise), or re-export "
+            "it with neuroplex.onnx.export_onnx (gradient graph enabled)",
             path="method",
         )
 

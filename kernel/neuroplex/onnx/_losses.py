@@ -113,8 +113,9 @@ def example_labels(spec: LossSpec, logits: torch.Tensor) -> tuple[torch.Tensor, 
 class _Head:
     """Builds an ONNX loss head ``(logits, *labels) -> (loss, grad_logits)`` node by node."""
 
-    def __init__(self, elem: int) -> None:
+    def __init__(self, elem: int, opset: int = 18) -> None:
         self.elem = elem
+        self.opset = opset
         self.nodes: list[Any] = []
         self.inits: list[Any] = []
         self._count = 0
@@ -151,7 +152,10 @@ class _Head:
     def others_max(self, z: str, onehot: str) -> tuple[str, str]:
         """``max_{j != y} z_j`` ``(N, 1)`` and its gradient (ties share it, like ``amax``)."""
         masked = self.op("Where", self.op("Cast", onehot, to=9), self.const(float("-inf")), z)
-        top = self.op("ReduceMax", masked, self.const([1], ints=True))
+        if self.opset >= 18:
+            top = self.op("ReduceMax", masked, self.const([1], ints=True))
+        else:  # before opset 18 ReduceMax takes its axes as an attribute (derived graphs)
+            top = self.op("ReduceMax", masked, axes=[1])
         ties = self.op("Cast", self.op("Equal", masked, top), to=self.elem)
         share = self.op("Div", ties, self.op("ReduceSum", ties, self.const([1], ints=True)))
         return top, share
@@ -229,7 +233,7 @@ def head_graph(spec: LossSpec, logits: Any, opset: int) -> Any:
     import onnx
 
     elem = logits.type.tensor_type.elem_type
-    h = _Head(elem)
+    h = _Head(elem, opset)
     z = "logits"
     labels = list(spec.inputs)
     value, grad = _build_head(h, spec.name, z, labels)

@@ -30,12 +30,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from neuroplex.errors import DataError, ExportError
+from neuroplex.errors import ConfigError, DataError, ExportError
 from neuroplex.onnx._checks import MAX_ONNX_BYTES, load_checked_model
 from neuroplex.onnx.metadata import decode_metadata
 from neuroplex.torchutils import torch_device
 
-__all__ = ["InputSpec", "LossGradient", "OnnxModule", "load_onnx", "predict"]
+__all__ = ["InputSpec", "LossGradient", "OnnxModule", "check_input_range", "load_onnx", "predict"]
 
 _ORT_DTYPES: dict[str, torch.dtype] = {
     "tensor(float)": torch.float32,
@@ -54,6 +54,8 @@ _ORT_DTYPES: dict[str, torch.dtype] = {
 #: when disabled, 1 thread), so OnnxModule turns it off; pass ``disabled_optimizers=()`` to keep it
 DEFAULT_DISABLED_OPTIMIZERS: tuple[str, ...] = ("SkipLayerNormFusion",)
 _FLOAT_ELEM_TYPES = {1, 10, 11, 16}  # onnx.TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
+#: a loss graph spliced on first use onto the derived VJP graph (not a file)
+_DERIVED = b"<derived>"
 
 
 @attrs.frozen
@@ -83,6 +85,28 @@ class LossGradient:
     output: torch.Tensor
     loss: torch.Tensor
     grad: torch.Tensor
+
+
+def check_input_range(value: Any) -> tuple[float, float]:
+    """``value`` as a finite ``(min, max)`` pair with ``min < max``.
+
+    Raises:
+        ConfigError: one line naming ``input_range``, the value and what is allowed.
+    """
+    import math
+
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"input_range must be two numbers (min, max), got {value!r}", path="input_range"
+        ) from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ConfigError(
+            f"input_range must be finite with min < max, got ({lo:g}, {hi:g})",
+            path="input_range",
+        )
+    return (lo, hi)
 
 
 def _spec(arg: Any) -> InputSpec:
@@ -213,7 +237,15 @@ class OnnxModule(nn.Module):
             :mod:`neuroplex.onnx.autodiff.cache`), ``"onnx"`` (always derive), a path or bytes
             of a VJP graph, or ``None`` for forward only.
         loss_graphs: ``"auto"`` (the fused loss-gradient graphs named in the metadata, beside
-            ``source``), ``{loss: path or bytes}``, or ``None`` for none. They load on first use.
+            ``source``; for a derived gradient graph, every loss of :data:`LOSSES` the output
+            allows, spliced in memory), ``{loss: path or bytes}``, or ``None`` for none. They
+            load on first use.
+        input_range: ``(min, max)`` of valid inputs, overriding the file's metadata (files
+            from other tools have none; attacks clip to it).
+        probabilities: for a file not exported by neuroplex (or ``gradient_graph="onnx"``)
+            whose first output is made by a ``Softmax``: ``"log"`` (default) returns its
+            log-probabilities instead (see :mod:`neuroplex.onnx._outputs`; said in
+            :attr:`output_note`), ``"keep"`` the probabilities.
         intra_op_threads: ONNX Runtime intra-op threads (default: ORT's, the physical cores).
         tf32: allow TF32 on the CUDA provider (off by default, for parity with PyTorch).
         spin: let idle ORT worker threads spin (lower latency when ORT runs alone; off by
@@ -238,15 +270,36 @@ class OnnxModule(nn.Module):
         spin: bool = False,
         disabled_optimizers: Sequence[str] = DEFAULT_DISABLED_OPTIMIZERS,
         max_bytes: int = MAX_ONNX_BYTES,
+        input_range: Sequence[float] | None = None,
+        probabilities: str = "log",
     ) -> None:
         super().__init__()
         import onnxruntime as ort
 
+        self._input_range = None if input_range is None else check_input_range(input_range)
+        if probabilities not in ("log", "keep"):
+            raise ConfigError(
+                f"probabilities must be 'log' or 'keep', got {probabilities!r}",
+                path="probabilities",
+            )
         self._source = None if isinstance(source, bytes | bytearray) else Path(source)
         self._proto = load_checked_model(source, max_bytes=max_bytes)
         self.metadata: dict[str, Any] = decode_metadata(
             {p.key: p.value for p in self._proto.metadata_props}
         )
+        #: ``"log_probabilities"`` when the output was rewritten (or already is), else ``"scores"``
+        self.output_kind = "scores"
+        #: one line saying how the file's output was changed ("" when it was not)
+        self.output_note = ""
+        self._digest_suffix = ""
+        derived = gradient_graph == "onnx" or (
+            gradient_graph == "auto" and "format" not in self.metadata
+        )
+        #: how a fixed-batch file was made to take any batch ("" when it was not)
+        self.batch_note = ""
+        if derived:
+            self._rewrite_probabilities(probabilities)
+            self._rebatch()
         requested = _resolve_device(device)
         self._providers = (
             list(providers) if providers is not None else _providers_for(requested, tf32)
@@ -285,6 +338,7 @@ class OnnxModule(nn.Module):
         self._vjp_batch: int | None = None
         self._vjp_proto: Any = None
         self._split: tuple[Any, Any] | None = None
+        self._derived_vjp: Any = None  # the derived VJP model, for fused loss graphs
         #: ``"traced"`` (exported VJP graph), ``"onnx"`` (derived from the ONNX graph) or None
         self.gradient_source: str | None = None
         self.gradient_check: Any = None  # the finite-difference table of a derived graph
@@ -302,8 +356,39 @@ class OnnxModule(nn.Module):
 
     @property
     def input_range(self) -> tuple[float, float] | None:
+        """``(min, max)`` of valid inputs: the ``input_range`` argument, else the file's
+        metadata, else ``None`` (unknown)."""
+        if self._input_range is not None:
+            return self._input_range
         value: tuple[float, float] | None = self.metadata.get("input_range")
         return value
+
+    @property
+    def foreign(self) -> bool:
+        """Whether the file was written by another tool (no neuroplex export metadata)."""
+        return "format" not in self.metadata
+
+    def _rewrite_probabilities(self, probabilities: str) -> None:
+        from neuroplex.onnx._outputs import final_op, log_probability_output
+
+        if final_op(self._proto) == "LogSoftmax":
+            self.output_kind = "log_probabilities"
+            return
+        if probabilities == "keep":
+            return
+        rewrite = log_probability_output(self._proto)
+        if rewrite is not None:
+            self._proto = rewrite.model
+            self.output_kind, self.output_note = rewrite.kind, rewrite.note
+            self._digest_suffix += "|log_probabilities"
+
+    def _rebatch(self) -> None:
+        from neuroplex.onnx._batch import rebatch
+
+        done = rebatch(self._proto)
+        if done is not None:
+            self._proto, self.batch_note = done
+            self._digest_suffix += "|rebatched"
 
     def extra_repr(self) -> str:
         inputs = "; ".join(spec.describe() for spec in self.input_specs)
@@ -325,7 +410,7 @@ class OnnxModule(nn.Module):
             if gradient_graph == "onnx" or (not name and foreign):
                 from neuroplex.onnx.autodiff.cache import derive_gradient_graph
 
-                derived = derive_gradient_graph(self._proto, self._source)
+                derived = derive_gradient_graph(self._proto, self._source, digest=self._digest())
                 self.gradient_check = derived.check
                 if derived.model is None:
                     return "forward_only", derived.reason
@@ -351,6 +436,16 @@ class OnnxModule(nn.Module):
         proto = load_checked_model(gradient_graph, max_bytes=self._max_bytes)
         return self._open_vjp(proto, source, "")
 
+    def _digest(self) -> str | None:
+        """The cache key of a derived gradient graph: the file's SHA-256, changed when the
+        graph was rewritten before deriving (``None``: let the cache hash the bytes)."""
+        if not self._digest_suffix:
+            return None
+        data = self._source.read_bytes() if self._source is not None else b""
+        digest = hashlib.sha256(data or self._proto.SerializeToString())
+        digest.update(b"\0" + self._digest_suffix.encode())
+        return digest.hexdigest()
+
     def _open_vjp(self, proto: Any, source: str, reason: str) -> tuple[str, str]:
         import onnxruntime as ort
 
@@ -375,6 +470,8 @@ class OnnxModule(nn.Module):
         self._vjp_proto = proto if self._vjp_batch is None else None
         how = f"fixed batch {batch}, padded" if self._vjp_batch else "dynamic batch"
         self.gradient_source = source
+        if source == "onnx":
+            self._derived_vjp = proto
         return "gradients", reason or f"exported VJP graph ({how})"
 
     def _split_sessions(self) -> tuple[Any, Any] | None:
@@ -417,6 +514,8 @@ class OnnxModule(nn.Module):
             }
         if loss_graphs != "auto":
             raise ExportError(f"loss_graphs must be 'auto', a mapping or None, got {loss_graphs!r}")
+        if self._derived_vjp is not None:
+            return self._derivable_losses()
         listed = self.metadata.get("loss_graphs") or {}
         if self._source is None or not isinstance(listed, dict):
             return {}
@@ -428,6 +527,36 @@ class OnnxModule(nn.Module):
             if name and not Path(name).is_absolute() and path.is_relative_to(folder):
                 found[str(loss)] = (path, str(entry.get("sha256")))
         return found
+
+    def _derivable_losses(self) -> dict[str, tuple[Path | bytes, str | None]]:
+        """The losses of :data:`~neuroplex.onnx.LOSSES` whose head fits the derived graph's
+        output ``(N, C)`` and whose names are free in it; spliced on first use."""
+        from neuroplex.onnx._losses import LOSSES
+
+        graph = self._derived_vjp.graph
+        dims = graph.output[1].type.tensor_type.shape.dim
+        if len(dims) != 2 or not dims[1].HasField("dim_value"):
+            return {}
+        classes = int(dims[1].dim_value)
+        taken = {v for node in graph.node for v in (*node.input, *node.output)}
+        taken.update(i.name for i in graph.initializer)
+        return {
+            name: (_DERIVED, None)
+            for name, spec in LOSSES.items()
+            if classes >= spec.min_classes and not taken & {"loss", *spec.inputs}
+        }
+
+    def _splice_loss_graph(self, loss: str) -> bytes:
+        """The fused graph of ``loss`` on the derived VJP graph (its loss head, from
+        :func:`neuroplex.onnx._losses.head_graph`, in place of ``grad_output``)."""
+        from neuroplex.onnx._losses import LOSSES, head_graph, splice
+
+        vjp = self._derived_vjp
+        spec = LOSSES[loss]
+        opset = next(i.version for i in vjp.opset_import if i.domain in ("", "ai.onnx"))
+        fused = splice(vjp, head_graph(spec, vjp.graph.output[1], int(opset)), spec)
+        data: bytes = fused.SerializeToString()
+        return data
 
     @property
     def loss_graphs(self) -> tuple[str, ...]:
@@ -451,7 +580,9 @@ class OnnxModule(nn.Module):
                 f"export_onnx(..., losses=[{loss!r}]) or use autograd through the model"
             )
         source, digest = self._loss_sources[loss]
-        if isinstance(source, Path):
+        if source is _DERIVED:
+            source = self._splice_loss_graph(loss)
+        elif isinstance(source, Path):
             if not source.is_file():
                 del self._loss_sources[loss]
                 raise ExportError(f"the {loss!r} loss graph {str(source)!r} is missing")

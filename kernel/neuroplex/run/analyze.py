@@ -87,11 +87,25 @@ def run_analyses(
     return results
 
 
-def analyze_file(onnx: Path, analyzers: Sequence[str], data: str, n_samples: int) -> dict[str, Any]:
-    """``neuroplex analyze``: run analyzers on an ONNX file with no Python model object."""
-    from neuroplex.onnx import load_onnx, read_metadata
+def analyze_file(
+    onnx: Path,
+    analyzers: Sequence[str],
+    data: str,
+    n_samples: int,
+    *,
+    input_range: Sequence[float] | None = None,
+) -> dict[str, Any]:
+    """``neuroplex analyze``: run analyzers on an ONNX file with no Python model object.
 
-    module = load_onnx(onnx)
+    ``input_range`` (``--input-range MIN MAX``) overrides the file's metadata; files from
+    other tools have none, and attacks then need it.
+    """
+    from neuroplex.onnx import load_onnx, read_metadata
+    from neuroplex.onnx.runtime import check_input_range
+
+    if input_range is not None:
+        input_range = check_input_range(input_range)  # before loading: a bad value fails fast
+    module = load_onnx(onnx, input_range=input_range)
     meta = read_metadata(onnx)
     x, y = _load_inputs(data, meta)
     out: dict[str, Any] = {}

@@ -16,6 +16,8 @@ operator and the node — never a wrong gradient: an operator without a rule on 
 ``x`` to ``y``, control flow (``If``/``Loop``/``Scan``), several or integer inputs.
 Files of opsets 7–12 are upgraded in memory (``onnx.version_converter``) to opset 13; the
 gradient model uses opset ``max(opset, 16)`` (the first with ``ScatterElements`` reduction).
+``LSTM``/``GRU`` nodes are unrolled into per-step elementary ops first
+(:mod:`neuroplex.onnx.autodiff.expand`).
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from neuroplex.onnx.autodiff import rules_elementwise, rules_nn, rules_shape
+from neuroplex.onnx.autodiff import rules_elementwise, rules_nn, rules_resize, rules_shape
 from neuroplex.onnx.autodiff._builder import Builder, UnsupportedGraph, describe
-from neuroplex.onnx.autodiff._registry import NON_DIFFERENTIABLE, RULES, RuleInfo
+from neuroplex.onnx.autodiff._registry import NON_DIFFERENTIABLE, REFUSED, RULES, RuleInfo
+from neuroplex.onnx.autodiff.expand import expand_recurrent
 
 __all__ = [
     "GRAD_INPUT",
@@ -41,7 +44,7 @@ __all__ = [
     "upgrade_opset",
 ]
 
-del rules_elementwise, rules_nn, rules_shape  # imported for their registrations
+del rules_elementwise, rules_nn, rules_resize, rules_shape  # imported for their registrations
 
 GRAD_OUTPUT = "grad_output"
 GRAD_INPUT = "grad_input"
@@ -205,6 +208,7 @@ def build_gradient_model(model: Any, *, output: str | None = None) -> Any:
     model = upgrade_opset(model)
     opset = default_opset(model)
     _check_graph(model)
+    model, not_unrolled = expand_recurrent(model, _constants(model))
     shapes, types = _shape_tables(model)
     x_info = _the_input(model)
     x, y = x_info.name, _the_output(model, output)
@@ -216,8 +220,16 @@ def build_gradient_model(model: Any, *, output: str | None = None) -> Any:
     if missing:
         listed = "; ".join(describe(n) for n in missing[:5])
         more = f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
+        reasons = [
+            f"{describe(n)} is not unrolled: {not_unrolled[n.name]}"
+            if n.name in not_unrolled
+            else REFUSED[n.op_type]
+            for n in missing
+            if n.name in not_unrolled or n.op_type in REFUSED
+        ]
+        why = "".join(f" ({reason})" for reason in dict.fromkeys(reasons))
         raise UnsupportedGraph(
-            f"no gradient rule for {listed}{more}",
+            f"no gradient rule for {listed}{more}{why}",
             op_type=missing[0].op_type,
             node=missing[0].name,
         )

@@ -8,7 +8,7 @@ import attrs
 
 from neuroplex.onnx.autodiff._builder import Rule
 
-__all__ = ["NON_DIFFERENTIABLE", "RULES", "RuleInfo", "rule"]
+__all__ = ["NON_DIFFERENTIABLE", "REFUSED", "RULES", "RuleInfo", "rule"]
 
 
 @attrs.frozen
@@ -52,6 +52,13 @@ NON_DIFFERENTIABLE: frozenset[str] = frozenset(
         "Constant",
     }
 )
+
+
+#: ops refused on purpose, with the reason added to the "no gradient rule" message
+#: (``LSTM`` and ``GRU`` are unrolled by :mod:`neuroplex.onnx.autodiff.expand` when they can be)
+REFUSED: dict[str, str] = {
+    "RNN": "simple recurrent layers are not unrolled (LSTM and GRU are)",
+}
 
 
 def rule(*op_types: str, note: str = "") -> Callable[[Rule], Rule]:

@@ -441,3 +441,77 @@ def _reduce_sum(b: Builder, node: Any, gy: Grads) -> Grads:
         count = b.op("Div", [b.op("Size", [x]), b.op("Size", [node.output[0]])])
         g = b.op("Div", [g, b.op("Cast", [count], to=b.elem_type)])
     return [b.op("Expand", [g, b.shape_of(x)]), None][: len(node.input)]
+
+
+def _channel_window_sum(b: Builder, value: str, x: str, size: int, before: int, after: int) -> str:
+    """``Σ value[:, c']`` over channels ``c - before ≤ c' ≤ c + after`` (zero outside), the
+    shape of ``x`` ``(N, C, ...)``: a ones-kernel Conv over ``(N, 1, C, rest)``."""
+    shape = b.shape_of(x)
+    lead = b.op("Slice", [shape, b.ints([0]), b.ints([1])])
+    chans = b.op("Slice", [shape, b.ints([1]), b.ints([2])])
+    flat = b.op("Concat", [lead, b.ints([1]), chans, b.ints([-1])], axis=0)
+    ones = b.const(np.ones((1, 1, size, 1), dtype=b.np_dtype), "lrn_window")
+    summed = b.op(
+        "Conv",
+        [b.op("Reshape", [value, flat]), ones],
+        kernel_shape=[size, 1],
+        pads=[before, 0, after, 0],
+    )
+    return b.op("Reshape", [summed, shape])
+
+
+@rule("LRN", note="g·d^-β - (2αβ/size)·x·Σᵀ(g·x·d^(-β-1)), d = bias + α/size·Σ x² (channels)")
+def _lrn(b: Builder, node: Any, gy: Grads) -> Grads:
+    g = gy[0]
+    assert g is not None
+    x = node.input[0]
+    size = int(attr(node, "size"))
+    alpha, beta = float(attr(node, "alpha", 1e-4)), float(attr(node, "beta", 0.75))
+    bias = float(attr(node, "bias", 1.0))
+    low, high = (size - 1) // 2, size - 1 - (size - 1) // 2
+    square = _channel_window_sum(b, b.op("Mul", [x, x]), x, size, low, high)
+    d = b.op("Add", [b.scalar(bias), b.op("Mul", [square, b.scalar(alpha / size)])])
+    direct = b.op("Mul", [g, b.op("Pow", [d, b.scalar(-beta)])])
+    inner = b.op("Mul", [b.op("Mul", [g, x]), b.op("Pow", [d, b.scalar(-beta - 1.0)])])
+    spread = _channel_window_sum(b, inner, x, size, high, low)  # the transposed window
+    cross = b.op("Mul", [b.op("Mul", [x, spread]), b.scalar(2.0 * alpha * beta / size)])
+    return [b.op("Sub", [direct, cross])]
+
+
+def _einsum_terms(node: Any, count: int) -> tuple[list[str], str]:
+    equation = str(attr(node, "equation", "")).replace(" ", "")
+    if "." in equation:
+        raise _refuse(node, f"equation {equation!r} uses an ellipsis (not supported)")
+    lhs, arrow, out = equation.partition("->")
+    terms = lhs.split(",")
+    if not arrow:  # implicit output: the letters used once, in alphabetical order
+        letters = "".join(terms)
+        out = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    if len(terms) != count:
+        raise _refuse(node, f"equation {equation!r} does not match its {count} inputs")
+    for term in (*terms, out):
+        if len(set(term)) != len(term):
+            raise _refuse(node, f"equation {equation!r} repeats a letter in {term!r} (diagonal)")
+    return terms, out
+
+
+@rule("Einsum", note="Einsum of the gradient with the other operands (no ellipsis/diagonals)")
+def _einsum(b: Builder, node: Any, gy: Grads) -> Grads:
+    g = gy[0]
+    assert g is not None
+    terms, out = _einsum_terms(node, len(node.input))
+    grads: Grads = [None] * len(node.input)
+    for i, name in enumerate(node.input):
+        if name not in b.active:
+            continue
+        others = [(t, n) for j, (t, n) in enumerate(zip(terms, node.input, strict=True)) if j != i]
+        seen = set(out).union(*(t for t, _ in others))
+        kept = "".join(c for c in terms[i] if c in seen)  # letters summed out of x_i alone
+        equation = ",".join([out, *(t for t, _ in others)]) + "->" + kept
+        grad = b.op("Einsum", [g, *(n for _, n in others)], equation=equation)
+        if kept != terms[i]:
+            missing = [k for k, c in enumerate(terms[i]) if c not in seen]
+            grad = b.op("Unsqueeze", [grad, b.ints(missing)])
+            grad = b.op("Expand", [grad, b.shape_of(name)])
+        grads[i] = grad
+    return grads

@@ -165,7 +165,8 @@ def check_gradient_model(
 
 def _float64_ops() -> list[Any]:
     """``Erf`` and ``Gelu`` for ``onnx.reference`` in the input's precision (its own round
-    to float32, which ruins a float64 finite difference)."""
+    to float32, which ruins a float64 finite difference), and correct ``LRN`` and grouped
+    ``ConvTranspose``."""
     import math
 
     from onnx.reference.op_run import OpRun
@@ -187,7 +188,44 @@ def _float64_ops() -> list[Any]:
                 return ((0.5 * x * (1 + np.tanh(inner))).astype(x.dtype),)
             return ((0.5 * x * (1 + erf(x / math.sqrt(2)))).astype(x.dtype),)
 
-    return [Erf, Gelu]
+    class LRN(OpRun):  # onnx.reference loops over the batch instead of the channels
+        op_domain = ""
+
+        def _run(
+            self,
+            x: np.ndarray,
+            alpha: float = 1e-4,
+            beta: float = 0.75,
+            bias: float = 1.0,
+            size: int = 1,
+        ) -> tuple[np.ndarray]:
+            low, high = (size - 1) // 2, size - 1 - (size - 1) // 2
+            squares = np.zeros_like(x)
+            for c in range(x.shape[1]):
+                window = x[:, max(0, c - low) : min(x.shape[1], c + high + 1)]
+                squares[:, c] = np.sum(window**2, axis=1)
+            return ((x / (bias + alpha / size * squares) ** beta).astype(x.dtype),)
+
+    from onnx.reference.ops.op_conv_transpose import ConvTranspose as _ConvTranspose
+
+    class ConvTranspose(_ConvTranspose):  # onnx.reference mixes up the groups' channels
+        op_domain = ""
+
+        def _run(  # type: ignore[override]
+            self, x: np.ndarray, w: np.ndarray, b: Any = None, **attrs: Any
+        ) -> Any:
+            run: Any = super()._run
+            group = int(attrs.pop("group", None) or 1)
+            if group == 1:
+                return run(x, w, b, group=1, **attrs)
+            xs, ws = np.split(x, group, axis=1), np.split(w, group, axis=0)
+            parts = [run(xg, wg, None, group=1, **attrs)[0] for xg, wg in zip(xs, ws, strict=True)]
+            out = np.concatenate(parts, axis=1)
+            if b is not None:
+                out = out + b.reshape(1, -1, *([1] * (out.ndim - 2)))
+            return (out.astype(x.dtype),)
+
+    return [Erf, Gelu, LRN, ConvTranspose]
 
 
 def _input_name(model: Any) -> str:

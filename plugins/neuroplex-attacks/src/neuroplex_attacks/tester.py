@@ -233,7 +233,9 @@ class AdversarialTester:
         device: where to run (``None``: the model's device; a string, ``torch.device`` or a
             neuroplex Device). A PyTorch model is moved there for each call and moved back.
         input_range: ``(min, max)`` of valid inputs; attacks clip to it and ``x`` must lie in
-            it. Default: the ONNX file's metadata when it has one, else ``(0, 1)``.
+            it. Default: the ONNX module's ``input_range`` (its argument or the file's
+            metadata); else ``(0, 1)``, except for files from other tools, where it is an
+            error to leave it out.
         vulnerability_threshold: ``is_vulnerable`` is
             ``robust_accuracy < vulnerability_threshold × clean_accuracy`` (default 0.5: the
             attack removes more than half of the clean accuracy).
@@ -265,6 +267,13 @@ class AdversarialTester:
                 device if device is not None else self._resolved.device, torch.nn.Module()
             )
         if input_range is None:
+            if self._resolved.input_range is None and self._resolved.foreign:
+                raise ConfigError(
+                    "input_range is unknown: this ONNX file was not exported by neuroplex and "
+                    "its metadata gives no input range; pass input_range=(min, max) (CLI: "
+                    "--input-range MIN MAX), the units the model's inputs are in",
+                    path="input_range",
+                )
             input_range = self._resolved.input_range or (0.0, 1.0)
         self.input_range = _check_range(input_range)
         if not 0.0 < float(vulnerability_threshold) <= 1.0:
@@ -417,10 +426,16 @@ class AdversarialTester:
             is_vulnerable=robust_acc < self.vulnerability_threshold * clean_acc,
             vulnerability_threshold=self.vulnerability_threshold,
             input_range=self.input_range,
-            params=outcome.params,
+            params=self._with_output_note(outcome.params),
             backend=self._resolved.backend,
             tier=self._resolved.tier,
         )
+
+    def _with_output_note(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` plus ``model_output`` when the ONNX file's output was changed for
+        analysis (a final Softmax attacked through its log-probabilities)."""
+        note = self._resolved.output_note
+        return {**params, "model_output": note} if note else params
 
     # -- public API ----------------------------------------------------------------------
 

@@ -171,7 +171,7 @@ def _result(
         attributions=attr.detach(),
         target=tuple(int(t) for t in target.tolist()),
         convergence_delta=tuple(float(d) for d in delta.tolist()) if delta is not None else None,
-        params=params,
+        params={**params, "model_output": resolved.output_note} if resolved.output_note else params,
         backend=resolved.backend,
         tier=resolved.tier,
     )
