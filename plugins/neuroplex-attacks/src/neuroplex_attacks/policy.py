@@ -43,6 +43,8 @@ OPTIONS: dict[str, str] = {
     "step_size": "training attack step, a fraction of train_epsilon (default 0.25)",
     "beta": "TRADES weight of the robust KL term (default 6)",
     "ramp_epochs": "epochs over which the training budget ramps up to train_epsilon (default 0)",
+    "shift": "augment training images by random translations of up to N pixels (default 0)",
+    "image_shape": "[H, W] of flat image inputs, for shift",
     "train_attack": "static: analyzer that crafts the training examples (default pgd)",
     "train_attack_options": "static: extra options of the training attack, e.g. steps",
     "ratio": "static: adversarial examples per training example (default 0.5)",
@@ -111,6 +113,19 @@ class AdversarialPolicy:
                 f"{self.beta}, {self.train_steps}, {self.step_size}"
             )
         self.ramp_epochs = _option(options, "ramp_epochs", int, 0)
+        self.shift = _option(options, "shift", int, 0)
+        if self.shift < 0 or self.ramp_epochs < 0:
+            raise ConfigError(
+                f"options shift and ramp_epochs must be >= 0, got {self.shift}, {self.ramp_epochs}"
+            )
+        shape = options.get("image_shape")
+        if shape is not None and (
+            not isinstance(shape, list | tuple)
+            or len(shape) != 2
+            or not all(isinstance(v, int) and v > 0 for v in shape)
+        ):
+            raise ConfigError(f"option image_shape={shape!r} is invalid: give [H, W], e.g. [8, 8]")
+        self.image_shape: tuple[int, int] | None = None if shape is None else (shape[0], shape[1])
         self.train_attack = _option(options, "train_attack", str, "pgd")
         self.train_attack_options = _option(options, "train_attack_options", dict, {})
         self.ratio = _option(options, "ratio", float, 0.5)
@@ -274,6 +289,8 @@ class AdversarialPolicy:
                 step_size=self.step_size,
                 beta=self.beta,
                 ramp_steps=self.ramp_epochs * batches,
+                shift=self.shift,
+                image_shape=self.image_shape,
                 seed=training.seed + 1000 + round_,
             )
             context.retrain(

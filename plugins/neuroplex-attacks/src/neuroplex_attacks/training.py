@@ -9,7 +9,9 @@ keeps the weights with the best robust accuracy on the validation split.
   found by the same steps on the KL term from ``x + 0.001·N(0, 1)``; β trades clean accuracy
   for robustness (the paper uses 6).
 
-The attack budget ramps linearly from ``ε/ramp_steps`` to ε over the first ``ramp_steps``
+``shift`` > 0 augments every batch with random translations of up to ``shift`` pixels (zero
+fill) before attacking it, which fights robust overfitting on small image sets. The attack
+budget ramps linearly from ``ε/ramp_steps`` to ε over the first ``ramp_steps``
 batches (0: no ramp), which helps small models start. Adversarial inputs are crafted with the
 model in eval mode (dropout off) and trained on in train mode; the random starts come from the
 step's own generator (``seed``), so a retraining is reproducible.
@@ -50,6 +52,8 @@ class AdversarialStep(SupervisedStep):
         step_size: float = 0.25,
         beta: float = 6.0,
         ramp_steps: int = 0,
+        shift: int = 0,
+        image_shape: tuple[int, int] | None = None,
         seed: int = 0,
     ) -> None:
         if method not in METHODS:
@@ -57,6 +61,9 @@ class AdversarialStep(SupervisedStep):
         self.method, self.epsilon, self.input_range = method, float(epsilon), input_range
         self.steps, self.step_size, self.beta = int(steps), float(step_size), float(beta)
         self.ramp_steps = int(ramp_steps)
+        self.shift, self.image_shape = int(shift), image_shape
+        if self.shift < 0:
+            raise ValueError(f"shift must be >= 0 pixels, got {shift}")
         self.batches = 0
         self.generator = torch.Generator().manual_seed(int(seed))  # the random starts
 
@@ -70,6 +77,8 @@ class AdversarialStep(SupervisedStep):
         self, model: torch.nn.Module, batch: Any, optimize: Callable[[str, torch.Tensor], None]
     ) -> Mapping[str, torch.Tensor]:
         x, y = self._split(batch)
+        if self.shift:
+            x = self._shifted(x)
         eps = self.current_epsilon()
         self.batches += 1
         was_training = model.training
@@ -95,6 +104,31 @@ class AdversarialStep(SupervisedStep):
         optimize("model", loss)
         accuracy = (out.argmax(1) == y).float().mean()
         return {"loss": loss.detach(), "accuracy": accuracy}
+
+    def _shifted(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` with each image translated by up to ``shift`` pixels (zero fill): flat inputs
+        ``(N, C·H·W)`` are read as images of ``image_shape`` ``(H, W)``."""
+        n = x.shape[0]
+        if x.ndim == 4:
+            h, w = x.shape[2], x.shape[3]
+        elif self.image_shape is not None and x.ndim == 2:
+            h, w = self.image_shape
+        else:
+            raise ValueError(
+                f"shift augmentation needs images (N, C, H, W) or flat inputs with image_shape; "
+                f"got inputs of shape {tuple(x.shape)} and image_shape {self.image_shape}"
+            )
+        if x[0].numel() % (h * w):
+            raise ValueError(f"image_shape {(h, w)} does not divide {x[0].numel()} features")
+        k = self.shift
+        img = F.pad(x.reshape(n, -1, h, w), (k, k, k, k))
+        dy = torch.randint(0, 2 * k + 1, (n,), generator=self.generator).to(x.device)
+        dx = torch.randint(0, 2 * k + 1, (n,), generator=self.generator).to(x.device)
+        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+        chans = torch.arange(img.shape[1], device=x.device)[None, :, None, None]
+        batch = torch.arange(n, device=x.device)[:, None, None, None]
+        return img[batch, chans, rows, cols].reshape(x.shape)
 
     def _attack(
         self,
