@@ -195,12 +195,35 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from neuroplex.run.analyze import analyze_file
+    from neuroplex.run.analyze_file import analyze_file, parse_options
 
-    results = analyze_file(
-        Path(args.onnx), args.analyzer, args.data, args.n_samples, input_range=args.input_range
+    items = list(args.option)
+    if args.epsilon is not None:
+        items.insert(0, f"epsilon={args.epsilon}")
+    if args.norm is not None:
+        items.insert(0, f"norm={json.dumps(args.norm)}")
+    found = analyze_file(
+        Path(args.onnx),
+        args.analyzer,
+        args.data,
+        split=args.split,
+        n_samples=args.n_samples,
+        options=parse_options(items, args.analyzer),
+        output=None if args.output is None else Path(args.output),
+        input_range=args.input_range,
     )
-    print(json.dumps(results, indent=2, default=str))
+    if args.json:
+        from neuroplex.mechanic import to_plain
+
+        print(json.dumps(to_plain(found.analyses), indent=2, default=str))
+    for row in found.robustness:
+        print(
+            f"{row['attack']} ({row['strength']}) {row['norm']} eps={row['epsilon']:g} "
+            f"n={row['n']} split={row['split']} [{row['backend']}]: clean "
+            f"{row['clean_accuracy']:.4f}, robust {row['robust_accuracy']:.4f}"
+        )
+    if found.results_path is not None:
+        print(f"wrote {found.results_path} and {found.report_path}")
     return 0
 
 
@@ -325,7 +348,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("onnx")
     p.add_argument("--analyzer", "-a", action="append", required=True, help="analyzer name")
     p.add_argument("--data", required=True, help="a .npz with X (and y) or a dataset name")
-    p.add_argument("--n-samples", type=int, default=256)
+    p.add_argument(
+        "--split",
+        default=None,
+        help="held-out split of a dataset name: test (default) or val, split as the run that "
+        "exported the file (its spec.json) split it",
+    )
+    p.add_argument(
+        "--n-samples", "-n", type=int, default=None, help="first N points (default: all)"
+    )
+    p.add_argument(
+        "--option",
+        "-O",
+        action="append",
+        default=[],
+        metavar="[NAME.]KEY=VALUE",
+        help="an analyzer option (VALUE as JSON), for every analyzer or for NAME only; "
+        "e.g. -O epsilon=0.1 -O autoattack.version=standard",
+    )
+    p.add_argument("--epsilon", "--eps", type=float, default=None, help="same as -O epsilon=X")
+    p.add_argument("--norm", default=None, help="same as -O norm=NORM (linf or l2)")
+    p.add_argument(
+        "--output", "-o", default=None, help="write results.json and report.html to this dir"
+    )
+    p.add_argument("--json", action="store_true", help="print every result as JSON")
     p.add_argument(
         "--input-range",
         nargs=2,

@@ -287,8 +287,20 @@ class Mechanic:
         """Record a model's metrics (a mapping or a record with ``to_dict()``)."""
         return self.emit("metrics", name, metrics, step=step)
 
-    def record_analysis(self, name: str, result: Any, *, step: int | None = None) -> Event:
-        """Record an analysis result (robustness, attributions summary, ...)."""
+    def record_analysis(
+        self,
+        name: str,
+        result: Any,
+        *,
+        step: int | None = None,
+        evaluated_on: Mapping[str, Any] | None = None,
+    ) -> Event:
+        """Record an analysis result (robustness, attributions summary, ...); ``evaluated_on``
+        (e.g. ``{"split": "test", "n": 359, "backend": "onnx"}``) is added to its payload."""
+        if evaluated_on is not None:
+            plain = to_plain(result)
+            if isinstance(plain, Mapping):
+                result = {**plain, "evaluated_on": dict(evaluated_on)}
         return self.emit("analysis", name, result, step=step)
 
     def record_epoch(self, name: str, epoch: Any, *, step: int) -> Event:

@@ -39,7 +39,7 @@ that one line, after writing ``results.json`` and the report).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from neuroplex.records import DataSplits, ModelRecord
 
 __all__ = [
+    "ROBUSTNESS_KEYS",
     "AdversarialCrafter",
     "AnalysisResult",
     "AnalyzeFunction",
@@ -71,6 +72,7 @@ __all__ = [
     "PolicyOutcome",
     "Reportable",
     "RetrainFunction",
+    "RobustnessReporter",
     "SampleReporter",
     "Scheduler",
     "ShardingPolicy",
@@ -142,6 +144,35 @@ class Reportable(Protocol):
     """
 
     def report_sections(self) -> list[dict[str, Any]]: ...
+
+
+#: the keys of one :meth:`RobustnessReporter.robustness_rows` row
+ROBUSTNESS_KEYS = (
+    "attack",
+    "epsilon",
+    "norm",
+    "n",
+    "backend",
+    "clean_accuracy",
+    "robust_accuracy",
+    "strength",
+)
+
+
+@runtime_checkable
+class RobustnessReporter(Protocol):
+    """An :class:`AnalysisResult` that measured robust accuracy under an attack.
+
+    ``robustness_rows()`` returns one dict per threat model with the keys of
+    :data:`ROBUSTNESS_KEYS`: ``attack`` (its name), ``epsilon`` (budget in input units),
+    ``norm``, ``n`` (points evaluated), ``backend`` (engine, e.g. ``onnx/gradients``),
+    ``clean_accuracy``, ``robust_accuracy`` and ``strength`` (``"reference"`` for an
+    evaluation the field reports, such as AutoAttack; ``"weaker"`` for attacks known to
+    overstate robustness). The run adds the data split and writes the rows to
+    ``results.json``'s ``robustness`` and the report's robustness table.
+    """
+
+    def robustness_rows(self) -> list[dict[str, Any]]: ...
 
 
 @runtime_checkable
@@ -345,11 +376,14 @@ class PolicyOutcome:
 
 
 class AnalyzeFunction(Protocol):
-    """``context.analyze``: run one analyzer on ``model`` over the test split.
+    """``context.analyze``: run one analyzer on ``model`` over the held-out ``split``
+    (``"test"``, the default, or ``"val"``: a policy that selects or stops on a number uses the
+    validation split, so the test split stays unseen).
 
-    The result is sent to the sinks (an ``analysis`` event at step ``round``) and returned; it
-    is not added to the run's analyses. ``backend="onnx"`` analyses the exported model file
-    (call ``context.export(model)`` first after changing the model).
+    The result is sent to the sinks (an ``analysis`` event at step ``round``, its payload's
+    ``evaluated_on`` naming the split, n and backend) and returned; it is not added to the
+    run's analyses. ``backend="onnx"`` analyses the exported model file (call
+    ``context.export(model)`` first after changing the model).
     """
 
     def __call__(
@@ -361,6 +395,7 @@ class AnalyzeFunction(Protocol):
         backend: str = "onnx",
         n_samples: int = 256,
         round: int = 0,
+        split: str = "test",
     ) -> Any: ...
 
 
@@ -368,10 +403,20 @@ class RetrainFunction(Protocol):
     """``context.retrain``: train ``model`` in place on ``train`` (an ``(x, y)`` pair) with
     the spec's training config changed by ``changes`` (e.g. ``epochs=2``), validating on the
     run's validation split, checkpointing into ``run_dir / run_subdir``; epochs are sent to
-    the sinks under ``tag``. Returns the Trainer's ``History``."""
+    the sinks under ``tag``. ``step`` replaces the family's :class:`TrainingStep` (e.g. an
+    adversarial-training step) and ``callbacks`` are extra Trainer callbacks (e.g. one that
+    keeps the best checkpoint by a validation number). Returns the Trainer's ``History``."""
 
     def __call__(
-        self, model: Any, train: tuple[Any, Any], *, tag: str, run_subdir: str, **changes: Any
+        self,
+        model: Any,
+        train: tuple[Any, Any],
+        *,
+        tag: str,
+        run_subdir: str,
+        step: Any = None,
+        callbacks: Sequence[Any] = (),
+        **changes: Any,
     ) -> Any: ...
 
 

@@ -186,9 +186,12 @@ def test_neuroplex_analyze_a_foreign_file_end_to_end(
     assert code == 2 and "input_range is unknown" in err and len(err.strip().splitlines()) == 1
     code, _, err = _run_cli([*argv, "-a", "fgsm", "--input-range", "255", "0"], capsys)
     assert code == 2 and "min < max, got (255, 0)" in err and len(err.strip().splitlines()) == 1
-    code, out, err = _run_cli([*argv, *attacks, "--input-range", "0", "255"], capsys)
+    code, out, err = _run_cli([*argv, *attacks, "--input-range", "0", "255", "--json"], capsys)
     assert code == 0, err
-    results: dict[str, Any] = json.loads(out)
+    results: dict[str, Any]
+    results, end = json.JSONDecoder().raw_decode(out)  # then one line per robustness row
+    rows = out[end:].strip().splitlines()
+    assert [r.split()[0] for r in rows] == ["fgsm", "pgd"] and all("[onnx" in r for r in rows)
     for name in ("fgsm", "pgd", "saliency", "integrated_gradients"):
         assert (results[name]["backend"], results[name]["tier"]) == ("onnx", "gradients")
         assert "Softmax node" in results[name]["params"]["model_output"]

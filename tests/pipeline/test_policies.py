@@ -182,14 +182,24 @@ ADVERSARIAL = {
     "name": "adversarial",
     "max_rounds": 1,
     "options": {
-        "attack": "fgsm",
+        "attack": "apgd_ce",
         "epsilon": 0.1,
-        "attack_options": {"vulnerability_threshold": 1.0},  # any loss under attack counts
-        "train_attack": "pgd",
-        "train_attack_options": {"steps": 2},
-        "ratio": 0.25,
-        "epochs": 1,
-        "n_samples": 64,
+        "attack_options": {"n_iter": 3},
+        "vulnerability_threshold": 1.0,  # any loss under attack counts
+        "training": "trades",
+        "train_steps": 2,
+        "epochs": 2,
+        "select_options": {"n_iter": 2},
+        "final_attack": "autoattack",
+        "final_options": {
+            "options": {
+                "apgd_ce": {"n_iter": 3},
+                "apgd_t": {"n_iter": 3, "n_target_classes": 2},
+                "fab_t": {"n_iter": 3, "n_target_classes": 2},
+                "square": {"n_queries": 10},
+            }
+        },
+        "n_samples": 32,
     },
 }
 
@@ -219,16 +229,34 @@ def test_adversarial_loop_then_early_reject_gate_from_a_spec(tmp_path) -> None:
         "neuroplex: error: policy 'early_reject' rejected the run: fgsm.robust_accuracy = "
         f"{robust:.4g} is below the minimum 1.01 (results: {out / 'results.json'})"
     )
-    first, last, gate_row = results["rounds"]
+    first, last, final, gate_row = results["rounds"]
     assert first["action"] == "retrain" and first["is_vulnerable"] is True
     assert last["round"] == 1 and last["action"].startswith("stop: ")
+    assert first["split"] == last["split"] == "val"  # decisions never look at the test split
+    assert (final["action"], final["split"], final["attack"]) == (
+        "final check",
+        "test",
+        "autoattack",
+    )
+    assert final["n"] == 32 and final["kept"].startswith(("start", "round 1 epoch"))
     assert gate_row["action"] == "reject"
+    assert fgsm["payload"]["evaluated_on"] == {
+        "analyzer": "fgsm", "split": "test", "n": 64, "backend": "onnx",
+    }  # fmt: skip
+    rows = {r["analysis"]: r for r in results["robustness"]}
+    assert set(rows) == {"fgsm", "fgsm@round3"}
+    assert rows["fgsm@round3"]["robust_accuracy"] == robust
+    for row in rows.values():
+        assert (row["attack"], row["epsilon"], row["norm"]) == ("fgsm", 0.1, "linf")
+        assert (row["n"], row["split"], row["strength"]) == (64, "test", "weaker")
+    assert results["evaluations"]["fgsm@round3"]["split"] == "test"
     assert gate_row["checks"][0]["value"] == robust  # the gate judged the retrained model
     titles = [s["title"] for s in results["sections"]]
     assert "Mechanic: adversarial rounds" in titles and "Mechanic: early_reject gate" in titles
+    assert "Mechanic: checkpoint selection (validation split)" in titles
     assert (out / "round1" / "checkpoints").is_dir() and (out / "model.onnx").is_file()
     names = [e["name"] for e in seen if e["kind"] == "decision"]
-    assert names == ["adversarial:0", "adversarial:1", "early_reject:0"]
+    assert names == ["adversarial:0", "adversarial:1", "adversarial:2", "early_reject:0"]
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,7 @@ class FedBack:
     test_metrics: dict[str, float]
     verification: Any
     analyses: dict[str, Any]
+    evaluations: dict[str, dict[str, Any]] = attrs.field(factory=dict)
 
 
 def feedback(analyzed: Analyzed, mechanic: Mechanic) -> FedBack:
@@ -54,6 +55,7 @@ def feedback(analyzed: Analyzed, mechanic: Mechanic) -> FedBack:
         onnx_path=exported.onnx_path,
         test_metrics=dict(exported.tested.test_metrics),
         analyses=dict(analyzed.analyses),
+        evaluations=dict(analyzed.evaluations),
         verification=exported.verification,
     )
     apply_policies(built.policies, ctx)
@@ -66,6 +68,7 @@ def feedback(analyzed: Analyzed, mechanic: Mechanic) -> FedBack:
         test_metrics=ctx.test_metrics,
         verification=ctx.verification,
         analyses=ctx.analyses,
+        evaluations=ctx.evaluations,
     )
 
 
@@ -82,6 +85,7 @@ class _Context:
     onnx_path: Path | None
     test_metrics: dict[str, float]
     analyses: dict[str, Any]
+    evaluations: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     verification: Any = None
     rows: list[dict[str, Any]] = attrs.field(factory=list)
     sections: list[dict[str, Any]] = attrs.field(factory=list)
@@ -119,6 +123,7 @@ def apply_policies(policies: Sequence[tuple[str, Policy]], ctx: _Context) -> Non
                     ctx.data,
                     ctx.mechanic,
                     round_=len(ctx.rows),
+                    evaluations=ctx.evaluations,
                 )
             )
         if outcome.rejection is not None:
@@ -150,6 +155,7 @@ def _policy_context(policy: str, ctx: _Context, sent: list[PolicyDecision]) -> P
         backend: str = "onnx",
         n_samples: int = 256,
         round: int = 0,
+        split: str = "test",
     ) -> Any:
         if backend not in ("onnx", "torch"):
             raise ConfigError(f"analyze: backend must be 'onnx' or 'torch', got {backend!r}")
@@ -159,11 +165,20 @@ def _policy_context(policy: str, ctx: _Context, sent: list[PolicyDecision]) -> P
             backend=backend,  # type: ignore[arg-type]
             n_samples=n_samples,
         )
-        results = run_analyses([spec], model, ctx.onnx_path, ctx.data, ctx.mechanic, round_=round)
+        results = run_analyses(
+            [spec], model, ctx.onnx_path, ctx.data, ctx.mechanic, round_=round, split=split
+        )
         return next(iter(results.values()))
 
     def retrain(
-        model: Any, train: tuple[Any, Any], *, tag: str, run_subdir: str, **changes: Any
+        model: Any,
+        train: tuple[Any, Any],
+        *,
+        tag: str,
+        run_subdir: str,
+        step: Any = None,
+        callbacks: Sequence[Any] = (),
+        **changes: Any,
     ) -> Any:
         config = _training_config(ctx.spec, ctx.run_dir / run_subdir, **changes)
         return train_model(
@@ -175,6 +190,8 @@ def _policy_context(policy: str, ctx: _Context, sent: list[PolicyDecision]) -> P
             resume=False,
             mechanic=ctx.mechanic,
             tag=tag,
+            step=step,
+            callbacks=callbacks,
         )
 
     def export(model: Any) -> Any:

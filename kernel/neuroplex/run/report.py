@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from neuroplex.analysis.robustness import robustness_rows, robustness_section
 from neuroplex.atomic import write_json
 from neuroplex.config import RunSpec
 from neuroplex.mechanic import to_plain
@@ -42,6 +43,7 @@ def report(fed: FedBack, stage_seconds: Mapping[str, float]) -> Path:
         loaded.data,
         fed.model,
         policy_sections=fed.sections,
+        evaluations=fed.evaluations,
     )
 
 
@@ -75,6 +77,7 @@ def write_results(
     model: torch.nn.Module,
     *,
     policy_sections: Sequence[Mapping[str, Any]] = (),
+    evaluations: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
     sections: list[dict[str, Any]] = []
     arrays: dict[str, Any] = {}
@@ -95,6 +98,9 @@ def write_results(
             "rows": [[k, v] for k, v in test_metrics.items()],
         }
     )
+    evaluations = dict(evaluations or {})
+    robustness = robustness_rows(analyses, evaluations)
+    sections.extend(robustness_section(robustness))
     if verification is not None:
         sections.extend(_sections_of("ONNX parity", verification, arrays))
     for name, result in analyses.items():
@@ -119,6 +125,8 @@ def write_results(
         "subtitle": f"model {spec.model.name}, data {spec.data.name}",
         "test_metrics": dict(test_metrics),
         "rounds": list(rounds),
+        "robustness": robustness,
+        "evaluations": evaluations,
         "stage_seconds": dict(stage_seconds),
         "sections": sections,
     }

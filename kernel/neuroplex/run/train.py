@@ -3,6 +3,7 @@ then the test metrics of the trained model."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +67,18 @@ def train_model(
     resume: bool,
     mechanic: Mechanic | None,
     tag: str,
+    step: Any = None,
+    callbacks: Sequence[Any] = (),
 ) -> Any:
-    callbacks = []
+    """Train ``model`` in place; ``step`` replaces the family's training step, ``callbacks``
+    are extra Trainer callbacks (run after the one that sends epochs to ``mechanic``)."""
+    every: list[Any] = []
     if mechanic is not None:
-        callbacks.append(_EpochToMechanic(mechanic, tag))
+        every.append(_EpochToMechanic(mechanic, tag))
+    every.extend(callbacks)
+    step = step if step is not None else training_step(record)
     sharding = sharding_policy(record, config.strategy)
-    trainer = Trainer(
-        model, config, step=training_step(record), callbacks=callbacks, sharding=sharding
-    )
+    trainer = Trainer(model, config, step=step, callbacks=every, sharding=sharding)
     with plugin_errors(model, "model", record.name, "training"):
         return trainer.train(train, val, resume="last" if resume else None)
 

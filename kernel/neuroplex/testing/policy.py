@@ -8,9 +8,11 @@ the train split, its test metrics (``loss``, ``accuracy``), no
 analyses yet, a Mechanic without sinks, and kernel functions that need no other plugin:
 
 * ``analyze(name, model, ...)`` builds the named analyzer from the registry and runs it on the
-  test split of the torch model (the kit exports nothing: ``backend`` is ignored);
-* ``retrain(model, (x, y), ...)`` runs plain SGD on cross-entropy for ``epochs`` epochs at
-  ``learning_rate`` (other training changes are ignored) and returns ``None`` (no History);
+  test split (``split="val"``: the val split) of the torch model (the kit exports nothing:
+  ``backend`` is ignored);
+* ``retrain(model, (x, y), ...)`` runs plain full-batch SGD for ``epochs`` epochs at
+  ``learning_rate``, on cross-entropy or through ``step.train_step`` when a ``step`` is given
+  (``callbacks`` and other training changes are ignored), and returns ``None`` (no History);
 * ``evaluate(model)`` gives ``loss`` and ``accuracy`` on the test split;
 * ``export(model)`` returns ``None`` (export disabled, ``onnx_path`` is ``None``).
 
@@ -23,7 +25,8 @@ The checks:
   a ``type`` and a ``title``, a one-line ``rejection`` or ``None``, a ``torch.nn.Module`` or
   ``None`` as ``model``;
 * a policy that returns no model leaves the context's model unchanged (weights and flags);
-* the same context gives the same decisions (policies are deterministic).
+* the same context gives the same decisions (policies are deterministic; a reason's
+  ``seconds``, its wall-clock time, is not compared).
 
 torch is imported inside the functions: importing ``neuroplex`` never imports torch.
 """
@@ -32,7 +35,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,17 +79,25 @@ def canonical_splits() -> DataSplits:
     )
 
 
-def _sgd(model: torch.nn.Module, train: tuple[Any, Any], epochs: int, lr: float) -> None:
+def _sgd(
+    model: torch.nn.Module, train: tuple[Any, Any], epochs: int, lr: float, step: Any = None
+) -> None:
     import torch
 
     x, y = (torch.as_tensor(v) for v in train)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+
+    def optimize(group: str, loss: torch.Tensor) -> None:
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+
     model.train()
     for _ in range(int(epochs)):
         optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        loss.backward()  # type: ignore[no-untyped-call]
-        optimizer.step()
+        if step is not None:
+            step.train_step(model, (x, y), optimize)
+        else:
+            optimize("model", torch.nn.functional.cross_entropy(model(x), y))
     model.eval()
 
 
@@ -121,18 +132,27 @@ def canonical_context(policy: str) -> Iterator[PolicyContext]:
             backend: str = "onnx",
             n_samples: int = 256,
             round: int = 0,
+            split: str = "test",
         ) -> Any:
             config = {"input_range": data.input_range, **dict(options or {})}
-            x, y = data.test
+            x, y = data.val if split == "val" else data.test
             result = create_analyzer(name, model, **config).analyze(x[:n_samples], y[:n_samples])
             mechanic.record_analysis(name, result, step=round)
             return result
 
         def retrain(
-            model: Any, train: tuple[Any, Any], *, tag: str, run_subdir: str, **changes: Any
+            model: Any,
+            train: tuple[Any, Any],
+            *,
+            tag: str,
+            run_subdir: str,
+            step: Any = None,
+            callbacks: Sequence[Any] = (),
+            **changes: Any,
         ) -> Any:
             epochs = changes.get("epochs", spec.training.epochs)
-            _sgd(model, train, epochs, changes.get("learning_rate", spec.training.learning_rate))
+            lr = changes.get("learning_rate", spec.training.learning_rate)
+            _sgd(model, train, epochs, lr, step)
             return None
 
         def decide(decision: PolicyDecision) -> None:
@@ -273,10 +293,18 @@ def check_model_unchanged_unless_returned(record: PolicyRecord) -> None:
     )
 
 
+def _timeless(decision: PolicyDecision) -> dict[str, Any]:
+    """``decision.to_dict()`` without its reason's wall-clock ``seconds``."""
+    data = decision.to_dict()
+    data["reason"] = {k: v for k, v in data["reason"].items() if k != "seconds"}
+    return data
+
+
 def check_decisions_are_deterministic(record: PolicyRecord) -> None:
-    """The same context gives the same decisions."""
-    first = [d.to_dict() for d in _apply(record)[0].decisions]
-    second = [d.to_dict() for d in _apply(record)[0].decisions]
+    """The same context gives the same decisions (a reason's ``seconds``, wall-clock time,
+    excepted)."""
+    first = [_timeless(d) for d in _apply(record)[0].decisions]
+    second = [_timeless(d) for d in _apply(record)[0].decisions]
     assert first == second, f"{_who(record)}: two applications decided differently"
 
 

@@ -124,15 +124,26 @@ def neuroplex_register_policies() -> Iterator[PolicyRecord]:
     yield PolicyRecord(
         name="adversarial",
         factory="neuroplex_attacks.policy:AdversarialPolicy",
-        summary="while vulnerable at epsilon: adversarial fine-tuning, re-export, re-test",
+        summary="while vulnerable (validation split, apgd_ce at epsilon): PGD or TRADES "
+        "adversarial training keeping the best validation checkpoint, re-export, re-test; "
+        "final check autoattack on the test split",
         capabilities={"retrains"},
         example_config={
-            "attack": "fgsm",
+            "attack": "apgd_ce",
             "epsilon": 0.1,
+            "attack_options": {"n_iter": 3},
+            "vulnerability_threshold": 0.99,
+            "training": "trades",
+            "train_steps": 2,
+            "select_options": {"n_iter": 2},
+            "final_attack": "fgsm",
             "backend": "torch",
             "n_samples": 6,
             "epochs": 1,
-            "attack_options": {"vulnerability_threshold": 0.99},
         },
-        component_options={"attack": "analyzer", "train_attack": "analyzer"},
+        component_options={
+            "attack": "analyzer",
+            "train_attack": "analyzer",
+            "final_attack": "analyzer",
+        },
     )

@@ -95,6 +95,24 @@ class RobustnessResult(_Keyed):
     backend: str = "torch"
     tier: str = "torch"
 
+    def robustness_rows(self) -> list[dict[str, Any]]:
+        """The run's robustness-table row (``neuroplex.protocols.RobustnessReporter``): a
+        single attack is ``weaker`` than AutoAttack; noise (no adversary) gives no row."""
+        if self.norm not in ("linf", "l2"):
+            return []
+        return [
+            {
+                "attack": self.attack_type,
+                "epsilon": self.epsilon,
+                "norm": self.norm,
+                "n": self.n_samples,
+                "backend": f"{self.backend}/{self.tier}",
+                "clean_accuracy": self.clean_accuracy,
+                "robust_accuracy": self.robust_accuracy,
+                "strength": "weaker",
+            }
+        ]
+
     def report_sections(self) -> list[dict[str, Any]]:
         """Typed sections for ``report.html`` (see :mod:`neuroplex.report`)."""
         keys = (
@@ -284,6 +302,31 @@ class AutoAttackResult(_Keyed):
     input_range: tuple[float, float] = (0.0, 1.0)
     backend: str = "torch"
     tier: str = "torch"
+
+    @property
+    def is_reference(self) -> bool:
+        """AutoAttack's standard version with every attack run: the figure the field reports."""
+        return self.attack == "autoattack" and self.version == "standard" and not self.skipped
+
+    def robustness_rows(self) -> list[dict[str, Any]]:
+        """The run's robustness-table row (``neuroplex.protocols.RobustnessReporter``):
+        ``reference`` for the complete standard AutoAttack, else ``weaker`` (one attack of
+        the ensemble, another version, or attacks skipped on a forward-only model)."""
+        attack = self.attack if self.attack != "autoattack" else f"autoattack ({self.version})"
+        if self.skipped:
+            attack += f", skipped {', '.join(self.skipped)}"
+        return [
+            {
+                "attack": attack,
+                "epsilon": self.epsilon,
+                "norm": self.norm,
+                "n": self.n_samples,
+                "backend": f"{self.backend}/{self.tier}",
+                "clean_accuracy": self.clean_accuracy,
+                "robust_accuracy": self.robust_accuracy,
+                "strength": "reference" if self.is_reference else "weaker",
+            }
+        ]
 
     def broken_counts(self) -> dict[str, int]:
         """``{attack: points it broke}`` in run order (points robust to the earlier ones)."""
