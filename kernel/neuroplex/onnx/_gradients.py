@@ -152,8 +152,8 @@ def _max_pool2d_indices(
 
     The padded input is split into its ``step`` phases once (one reshape and transpose), so
     that each kernel offset is a unit-step slice of one phase; a running maximum over the
-    offsets keeps the first one that is strictly greater. The index is carried as a float
-    (exact for kernels below 2**24 elements) and mapped to flat offsets with one lookup.
+    offsets keeps the first one that is strictly greater, and carries its flat offset in the
+    input as a float (exact below 2**24; a lookup table would be a slow GatherND).
     """
     pad, dil = _pair(padding, [0]), _pair(dilation, [1])
     n, c, height, width = input.shape
@@ -167,23 +167,20 @@ def _max_pool2d_indices(
         value=float("-inf"),
     )
     phases = padded.reshape(n, c, sizes[0], step[0], sizes[1], step[1]).permute(0, 1, 3, 5, 2, 4)
-    best = index = input.new_empty(0)
-    offsets = []
+    best = offset = input.new_empty(0)
     for k, (i, j) in enumerate((i, j) for i in range(kernel[0]) for j in range(kernel[1])):
         oi, oj = i * dil[0], j * dil[1]
         qi, qj = oi // step[0], oj // step[1]
         view = phases[:, :, oi % step[0], oj % step[1], qi : qi + out[0], qj : qj + out[1]]
-        offsets.append(oi * width + oj)
         if k == 0:
-            best, index = view, torch.zeros_like(view)
+            best, offset = view, torch.zeros_like(view)
             continue
         greater = view > best
         best = torch.maximum(view, best)
-        index = torch.where(greater, float(k), index)
-    table = torch.tensor(offsets, device=input.device)
+        offset = torch.where(greater, float(oi * width + oj), offset)
     rows = torch.arange(out[0], device=input.device)[:, None] * step[0] - pad[0]
     cols = torch.arange(out[1], device=input.device) * step[1] - pad[1]
-    return rows * width + cols + table[index.to(torch.int64)]
+    return rows * width + cols + offset.to(torch.int64)
 
 
 def _max_pool2d_backward(

@@ -19,7 +19,31 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["partition_vjp"]
+__all__ = ["batch_from_input", "partition_vjp"]
+
+
+def batch_from_input(vjp: Any) -> int:
+    """Read the batch size from ``input`` where the VJP graph reads it from ``grad_output``.
+
+    The exporter takes the symbolic batch size from the first tensor that has it, which may be
+    ``grad_output``: then forward nodes (a class token expanded to the batch, an LSTM's zero
+    initial state) depend on ``grad_output``, and the graph can neither be split nor take a
+    loss head. ``Shape(grad_output)[0:1]`` is ``Shape(input)[0:1]`` (both are the batch), so
+    the rewrite is exact. Changes ``vjp`` in place; returns how many nodes it rewired.
+    """
+    graph = vjp.graph
+    if len(graph.input) != 2:
+        return 0
+    x_name, go_name = graph.input[0].name, graph.input[1].name
+    count = 0
+    for node in graph.node:
+        if node.op_type != "Shape" or list(node.input) != [go_name]:
+            continue
+        bounds = {a.name: a.i for a in node.attribute}
+        if bounds.get("start", 0) == 0 and bounds.get("end") == 1:
+            node.input[0] = x_name
+            count += 1
+    return count
 
 
 def _closure(nodes: list[Any], seeds: set[str]) -> tuple[set[int], set[str]]:
