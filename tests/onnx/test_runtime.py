@@ -355,3 +355,21 @@ def test_backward_runs_the_split_graph_without_a_second_forward(cnn_export: Any)
     xb = x.clone().requires_grad_(True)
     (ref,) = torch.autograd.grad((model(xb) * w).sum(), xb)
     assert (got - ref).abs().max().item() <= 1e-6
+
+
+def test_too_many_saved_tensors_keep_the_vjp_graph(
+    cnn_export: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from neuroplex.onnx import _partition
+
+    monkeypatch.setattr(_partition, "MAX_SAVED", 0)
+    model, result = cnn_export
+    runtime = load_onnx(result.path)
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(6))
+    w = torch.randn(3, 10, generator=torch.Generator().manual_seed(7))
+    xa = x.clone().requires_grad_(True)
+    (got,) = torch.autograd.grad((runtime(xa) * w).sum(), xa)
+    assert runtime._split_sessions() is None  # the VJP graph (recomputed forward) served
+    xb = x.clone().requires_grad_(True)
+    (ref,) = torch.autograd.grad((model(xb) * w).sum(), xb)
+    assert (got - ref).abs().max().item() <= 1e-6

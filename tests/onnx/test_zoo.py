@@ -35,7 +35,9 @@ def test_zoo_model_exports_with_gradients_and_matches_pytorch(name: str, tmp_pat
     # read from the input, not from grad_output): the loss head splices in and the general
     # path runs the split graph (one forward, one backward)
     assert runtime.has_loss_graph("ce"), read_metadata(graph.path)["loss_graphs_dropped"]
-    assert runtime._split_sessions() is not None
+    # except the LSTM, whose hundreds of small saved tensors would cost more than the
+    # recomputed forward (MAX_SAVED)
+    assert (runtime._split_sessions() is None) == (name == "lstm")
     _, xb = create(name, batch=3, seed=1)
     y = torch.tensor([0, 4, 9])
     xt = xb.clone().requires_grad_(True)
