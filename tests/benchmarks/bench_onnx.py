@@ -191,6 +191,7 @@ def measure_zoo(
     from neuroplex.testing.zoo import ZOO, create
 
     torch.set_num_threads(threads)
+    torch.manual_seed(0)  # the same batches every run (``_gradient`` draws from the global RNG)
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in names or ZOO:
