@@ -82,6 +82,22 @@ def _models() -> dict[str, tuple[torch.nn.Module, torch.Tensor, torch.Tensor]]:
     }
 
 
+def _zoo_models(
+    names: list[str], batch: int
+) -> dict[str, tuple[torch.nn.Module, torch.Tensor, torch.Tensor]]:
+    """Zoo models (``neuroplex.testing.zoo``) with a batch of inputs in [0, 1] (PGD clamps to
+    that range) and their own predictions as labels."""
+    from neuroplex.testing.zoo import create
+
+    out = {}
+    for name in names:
+        model, example = create(name, batch=batch, seed=1)
+        x = torch.rand(example.shape, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            out[f"zoo {name}, batch {batch}"] = (model, x, model(x).argmax(1))
+    return out
+
+
 def bench_pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int) -> Paired:
     """PGD-10 of ``neuroplex_attacks`` vs ``torchattacks.PGD`` on the PyTorch model."""
     import torchattacks
@@ -220,11 +236,27 @@ def _onnx_rows(
     return rows
 
 
+def _zoo_rows(names: list[str], batch: int, repeats: int, onnx: bool) -> list[Row]:
+    """PGD-10 on zoo models: ours on PyTorch and on ONNX Runtime vs torchattacks."""
+    rows: list[Row] = []
+    for name, (model, x, y) in _zoo_models(names, batch).items():
+        rows.extend(r for r in _torch_rows(name, model, x, y, repeats) if "PGD" in r.analysis)
+        if onnx and not missing(modules=["onnx", "onnxruntime", "onnxscript"]):
+            rows.extend(r for r in _onnx_rows(name, model, x, y, repeats) if "PGD" in r.analysis)
+    return rows
+
+
 def measure(
-    repeats: int, models: list[str] | None = None, onnx: bool = True, n: int | None = None
+    repeats: int,
+    models: list[str] | None = None,
+    onnx: bool = True,
+    n: int | None = None,
+    zoo: list[str] | None = None,
+    zoo_batch: int = 32,
 ) -> list[Row]:
     """Every comparison on every model (or those whose name starts with one of ``models``),
-    on PyTorch and, with ``onnx``, on ONNX Runtime; ``n``: only the batch's first items."""
+    on PyTorch and, with ``onnx``, on ONNX Runtime; ``n``: only the batch's first items;
+    ``zoo``: PGD-10 rows for these zoo models too (batch ``zoo_batch``)."""
     rows: list[Row] = []
     for name, (model, x, y) in _models().items():
         if models is not None and name.split()[0] not in models:
@@ -234,6 +266,8 @@ def measure(
         rows.extend(_torch_rows(name, model, x, y, repeats))
         if onnx and not missing(modules=["onnx", "onnxruntime", "onnxscript"]):
             rows.extend(_onnx_rows(name, model, x, y, repeats))
+    if zoo:
+        rows.extend(_zoo_rows(zoo, zoo_batch, repeats, onnx))
     return rows
 
 
@@ -308,10 +342,23 @@ def main(argv: list[str] | None = None) -> int:
         help="skip the ONNX Runtime rows (default: run them "
         "when the kernel's ONNX bridge neuroplex.onnx is importable)",
     )
+    parser.add_argument(
+        "--models", default="", help="comma-separated: only these (mlp, cnn; default: all)"
+    )
+    parser.add_argument(
+        "--zoo", default="", help="comma-separated zoo models for PGD-10 rows (e.g. resnet)"
+    )
+    parser.add_argument("--zoo-batch", type=int, default=32)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = measure(args.repeats, onnx=not args.no_onnx)
+    rows = measure(
+        args.repeats,
+        [m for m in args.models.split(",") if m] or None,
+        onnx=not args.no_onnx,
+        zoo=[z for z in args.zoo.split(",") if z],
+        zoo_batch=args.zoo_batch,
+    )
     print(
         f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"median of {args.repeats} interleaved runs; ratio = median over pairs of "

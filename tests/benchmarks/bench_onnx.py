@@ -181,7 +181,9 @@ class ZooTiming:
     export_gradients_s: float
 
 
-def measure_zoo(repeats: int, threads: int, batch: int = 32) -> list[ZooTiming]:
+def measure_zoo(
+    repeats: int, threads: int, batch: int = 32, names: list[str] | None = None
+) -> list[ZooTiming]:
     """Every zoo model (``neuroplex.testing.zoo``) at ``batch``: forward + CE input gradient
     (fused graph) and forward + VJP (autograd through ``OnnxModule``) against autograd, and
     export time with the default gradient graphs against a forward-only export."""
@@ -189,9 +191,10 @@ def measure_zoo(repeats: int, threads: int, batch: int = 32) -> list[ZooTiming]:
     from neuroplex.testing.zoo import ZOO, create
 
     torch.set_num_threads(threads)
+    torch.manual_seed(0)  # the same batches every run (``_gradient`` draws from the global RNG)
     out = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ZOO:
+        for name in names or ZOO:
             model, example = create(name, batch=4)
             start = time.perf_counter()
             export_onnx(model, example, Path(tmp) / f"{name}-f.onnx", gradients=False)
@@ -382,15 +385,38 @@ def _zoo_rows(table: Table, timings: list[ZooTiming]) -> None:
         )
 
 
+def _print_zoo(timings: list[ZooTiming]) -> None:
+    print("| row | batch | PyTorch autograd ms | ONNX Runtime ms | ratio (torch/ORT) |")
+    print("|---|---:|---:|---:|---:|")
+    for z in timings:
+        for t in (z.fused, z.general):
+            print(f"| {t.model} | {t.batch} | {1e3 * t.torch_s:.2f} | {1e3 * t.ort_s:.2f} | "
+                  f"{t.speedup:.2f}x |")  # fmt: skip
+        print(f"| {z.fused.model.split(':')[0]}: export s, with gradients / forward only | — | "
+              f"{z.export_forward_s:.1f} | {z.export_gradients_s:.1f} | "
+              f"{z.export_gradients_s / z.export_forward_s:.2f}x |")  # fmt: skip
+    geomean = statistics.geometric_mean(z.fused.speedup for z in timings)
+    print(f"| geometric mean of the fused-CE ratios | | | | {geomean:.2f}x |")
+
+
 def main() -> None:
     """The stand-alone CLI: a Markdown table of inference and gradient-path timings."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--batches", default="1,64,256")
+    parser.add_argument(
+        "--zoo",
+        default="",
+        help="comma-separated zoo models: only their rows (fused CE, general path, export "
+        "time; batch 32) and the geometric mean of the fused-CE ratios",
+    )
     args = parser.parse_args()
     import onnxruntime as ort
 
+    if args.zoo:
+        _print_zoo(measure_zoo(args.repeats, args.threads, names=args.zoo.split(",")))
+        return
     batches = [int(b) for b in args.batches.split(",")]
     rows, grad_row, _ = measure(args.repeats, args.threads, batches)
     print(

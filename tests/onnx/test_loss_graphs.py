@@ -152,3 +152,35 @@ def test_tampered_loss_graph_is_refused(cnn_export: Any, tmp_path: Path) -> None
     with pytest.raises(ExportError, match="does not match this model"):
         runtime.loss_and_grad(torch.rand(2, 1, 8, 8), torch.tensor([0, 1]), loss="ce")
     assert not runtime.has_loss_graph("ce") and runtime.has_loss_graph("selected")
+
+
+class _TokenModel(nn.Module):
+    """A learned token expanded to the batch (like a ViT's class token): the exporter may take
+    the symbolic batch size from ``grad_output``, tying the forward to the backward's input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.token = nn.Parameter(torch.randn(1, 3))
+        self.head = nn.Linear(7, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.cat([self.token.expand(x.shape[0], -1), x], dim=1))
+
+
+def test_batch_read_from_grad_output_still_splices_and_splits(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = _TokenModel().eval()
+    x = torch.randn(3, 4)
+    result = export_onnx(model, x, tmp_path / "m.onnx", losses=("ce",), progress=False)
+    vjp = onnx.load(str(result.graphs[0].gradient_path))
+    assert not [n for n in vjp.graph.node if n.op_type == "Shape" and "grad_output" in n.input]
+    runtime = load_onnx(result.path)
+    assert runtime.has_loss_graph("ce"), read_metadata(result.path)["loss_graphs_dropped"]
+    assert runtime._split_sessions() is not None
+    y = torch.tensor([0, 3, 1, 2, 2])
+    xb = torch.randn(5, 4)
+    xt = xb.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(
+        nn.functional.cross_entropy(model(xt), y, reduction="sum"), xt
+    )
+    torch.testing.assert_close(runtime.loss_and_grad(xb, y).grad, expected, rtol=1e-5, atol=1e-6)

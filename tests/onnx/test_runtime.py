@@ -326,6 +326,13 @@ def test_max_pool_gradient_routes_ties_like_pytorch(
     result = export_onnx(model.eval(), torch.rand(2, 1, side, side), tmp_path / "pool.onnx")
     runtime = load_onnx(result.path)
     assert runtime.tier == "gradients", runtime.tier_reason
+    # no MaxPool with an indices output (a slow path of ONNX Runtime) in the gradient graph
+    pools = [
+        n
+        for n in onnx.load(str(result.graphs[0].gradient_path)).graph.node
+        if n.op_type == "MaxPool"
+    ]
+    assert pools and all(len([o for o in n.output if o]) == 1 for n in pools)
     # rounded inputs: many equal values inside pooling windows (ties)
     x = (torch.rand(4, 1, side, side) * 2).round()
     go = torch.randn(4, 3)
@@ -345,6 +352,24 @@ def test_backward_runs_the_split_graph_without_a_second_forward(cnn_export: Any)
     split = runtime._split_sessions()
     assert split is not None  # forward returned the saved tensors, backward took them
     assert split[0].get_outputs()[0].name == "output"
+    xb = x.clone().requires_grad_(True)
+    (ref,) = torch.autograd.grad((model(xb) * w).sum(), xb)
+    assert (got - ref).abs().max().item() <= 1e-6
+
+
+def test_too_many_saved_tensors_keep_the_vjp_graph(
+    cnn_export: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from neuroplex.onnx import _partition
+
+    monkeypatch.setattr(_partition, "MAX_SAVED", 0)
+    model, result = cnn_export
+    runtime = load_onnx(result.path)
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(6))
+    w = torch.randn(3, 10, generator=torch.Generator().manual_seed(7))
+    xa = x.clone().requires_grad_(True)
+    (got,) = torch.autograd.grad((runtime(xa) * w).sum(), xa)
+    assert runtime._split_sessions() is None  # the VJP graph (recomputed forward) served
     xb = x.clone().requires_grad_(True)
     (ref,) = torch.autograd.grad((model(xb) * w).sum(), xb)
     assert (got - ref).abs().max().item() <= 1e-6

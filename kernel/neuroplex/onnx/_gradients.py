@@ -19,11 +19,17 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["VjpModule", "distinct_batch", "frozen_parameters", "trace_vjp"]
 
 _aten = torch.ops.aten
+
+
+#: the fewest input channels of a dense stride-1 convolution whose input gradient is traced as
+#: a Conv (ORT profile, 1 thread: 3 x slower at 1 channel, even at 8, 1.6 x faster at 16)
+_MIN_CONV_GRAD_CHANNELS = 8
 
 
 def _convolution_backward(
@@ -49,6 +55,28 @@ def _convolution_backward(
     if transposed:  # adjoint of a transposed convolution is the plain convolution
         grad = _aten.convolution(
             grad_output, weight, None, stride, padding, dilation, False, [0] * len(stride), groups
+        )
+        return grad, None, None
+    kernels = list(weight.shape[2:])
+    out_ch, in_ch = weight.shape[0], weight.shape[1] * groups
+    depthwise = groups == in_ch == out_ch
+    if (
+        all(s == 1 for s in stride)
+        and all(p <= d * (k - 1) for p, d, k in zip(padding, dilation, kernels, strict=True))
+        and (depthwise or (groups == 1 and in_ch >= _MIN_CONV_GRAD_CHANNELS))
+    ):
+        # stride 1: the adjoint is a plain convolution with the spatially flipped kernel, its
+        # in/out channels swapped per group; ONNX Runtime runs Conv on its optimized
+        # (NCHWc, depthwise) kernels, ConvTranspose on a slower generic one -- except for a
+        # Conv with few output channels (the model's first layer), where ConvTranspose wins
+        flipped = weight.flip(list(range(2, weight.dim())))
+        per_group = flipped.reshape(groups, out_ch // groups, *flipped.shape[1:])
+        adjoint = per_group.transpose(1, 2).reshape(
+            flipped.shape[1] * groups, out_ch // groups, *kernels
+        )
+        pads = [d * (k - 1) - p for p, d, k in zip(padding, dilation, kernels, strict=True)]
+        grad = _aten.convolution(
+            grad_output, adjoint, None, stride, pads, dilation, False, [0] * len(stride), groups
         )
         return grad, None, None
     opad = []
@@ -120,6 +148,50 @@ def _avg_pool2d_backward(
     return grad
 
 
+def _max_pool2d_indices(
+    input: torch.Tensor,
+    kernel: list[int],
+    step: list[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    grad_output: torch.Tensor,
+) -> torch.Tensor:
+    """The flat ``h * w`` index of each window's first maximum (PyTorch's indices: row-major
+    scan, padding never wins).
+
+    The padded input is split into its ``step`` phases once (one reshape and transpose), so
+    that each kernel offset is a unit-step slice of one phase; a running maximum over the
+    offsets keeps the first one that is strictly greater, and carries its flat offset in the
+    input as a float (exact below 2**24; a lookup table would be a slow GatherND).
+    """
+    pad, dil = _pair(padding, [0]), _pair(dilation, [1])
+    n, c, height, width = input.shape
+    out = (grad_output.shape[-2], grad_output.shape[-1])
+    sizes = []  # padded size per axis: a multiple of the step that holds every window
+    for size, o, k, s, p, d in zip((height, width), out, kernel, step, pad, dil, strict=True):
+        sizes.append(-(-max(size + 2 * p, (k - 1) * d + s * o) // s))
+    padded = F.pad(
+        input,
+        (pad[1], sizes[1] * step[1] - width - pad[1], pad[0], sizes[0] * step[0] - height - pad[0]),
+        value=float("-inf"),
+    )
+    phases = padded.reshape(n, c, sizes[0], step[0], sizes[1], step[1]).permute(0, 1, 3, 5, 2, 4)
+    best = offset = input.new_empty(0)
+    for k, (i, j) in enumerate((i, j) for i in range(kernel[0]) for j in range(kernel[1])):
+        oi, oj = i * dil[0], j * dil[1]
+        qi, qj = oi // step[0], oj // step[1]
+        view = phases[:, :, oi % step[0], oj % step[1], qi : qi + out[0], qj : qj + out[1]]
+        if k == 0:
+            best, offset = view, torch.zeros_like(view)
+            continue
+        greater = view > best
+        best = torch.maximum(view, best)
+        offset = torch.where(greater, float(oi * width + oj), offset)
+    rows = torch.arange(out[0], device=input.device)[:, None] * step[0] - pad[0]
+    cols = torch.arange(out[1], device=input.device) * step[1] - pad[1]
+    return rows * width + cols + offset.to(torch.int64)
+
+
 def _max_pool2d_backward(
     grad_output: torch.Tensor,
     input: torch.Tensor,
@@ -148,6 +220,11 @@ def _max_pool2d_backward(
     )
     if not simple:
         general = decomposition_table[_aten.max_pool2d_with_indices_backward.default]
+        if input.dim() == 4 and not ceil_mode:
+            # ONNX Runtime computes MaxPool's indices on a slow path (several times the
+            # pooling itself): recompute them from strided views of the input instead, so the
+            # forward MaxPool drops its indices output
+            indices = _max_pool2d_indices(input, kernel, step, padding, dilation, grad_output)
         grad: torch.Tensor = general(
             grad_output, input, kernel_size, stride, padding, dilation, ceil_mode, indices
         )
@@ -236,7 +313,7 @@ def trace_vjp(module: nn.Module, x: torch.Tensor, *, symbolic: bool) -> torch.fx
     # the math attention kernel decomposes into matmul/softmax, whose backward ONNX can express
     from neuroplex.onnx._rewrites import export_rewrites
 
-    with frozen_parameters(module), sdpa_kernel(SDPBackend.MATH), export_rewrites():
+    with frozen_parameters(module), sdpa_kernel(SDPBackend.MATH), export_rewrites(vjp=True):
         traced: torch.fx.GraphModule = make_fx(
             _vjp_function(module),
             decomposition_table=_decompositions(),

@@ -11,6 +11,10 @@ PyTorch's sequence-first formulation (eight transposes per layer in the exported
   ops): one reshape/permute to ``(3, N, heads, S, head_dim)``, scaled-dot-product attention,
   one transpose back.
 
+In the gradient graph (``vjp=True``), exact GELU is a function whose backward reuses the
+forward's ``Φ(x) = (1 + erf(x / √2)) / 2``: PyTorch's ``gelu_backward`` recomputes the ``erf``,
+the most expensive elementwise kernel of a ConvNeXt or ViT gradient on ONNX Runtime.
+
 Every other call takes PyTorch's own path. Exports are verified against the unpatched model,
 so a rewrite that changed a result would fail verification rather than ship.
 """
@@ -145,14 +149,46 @@ def _mha_forward(
     return F.linear(merged, self.out_proj.weight, self.out_proj.bias), None
 
 
+_original_gelu = F.gelu
+_SQRT_HALF = 0.5**0.5
+_INV_SQRT_2PI = (2 * 3.141592653589793) ** -0.5
+
+
+class _Gelu(torch.autograd.Function):
+    """Exact GELU ``x Φ(x)``; the backward ``g (Φ(x) + x φ(x))`` reads the saved ``Φ(x)``."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        cdf = 0.5 * (1.0 + torch.erf(x * _SQRT_HALF))
+        ctx.save_for_backward(x, cdf)
+        return x * cdf
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        x, cdf = ctx.saved_tensors
+        pdf = torch.exp(-0.5 * x * x) * _INV_SQRT_2PI
+        out: torch.Tensor = grad * (cdf + x * pdf)
+        return out
+
+
+def _gelu(input: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    if approximate != "none":
+        return _original_gelu(input, approximate=approximate)
+    out: torch.Tensor = _Gelu.apply(input)  # type: ignore[no-untyped-call]
+    return out
+
+
 @contextlib.contextmanager
-def export_rewrites(*, contrib: bool = False) -> Iterator[None]:
+def export_rewrites(*, contrib: bool = False, vjp: bool = False) -> Iterator[None]:
     """Apply the rewrites for the duration (export and VJP tracing only); ``contrib`` uses
-    ONNX Runtime's contrib attention kernel."""
+    ONNX Runtime's contrib attention kernel, ``vjp`` the gradient graph's GELU."""
     nn.MultiheadAttention.forward = _mha_forward  # type: ignore[method-assign]
+    if vjp:
+        F.gelu = _gelu
     previous, _state["contrib"] = _state["contrib"], contrib
     try:
         yield
     finally:
         _state["contrib"] = previous
+        F.gelu = _original_gelu
         nn.MultiheadAttention.forward = _original_mha_forward  # type: ignore[method-assign]

@@ -375,6 +375,7 @@ def _export_vjp(
 ) -> tuple[Any | None, str]:
     """The VJP graph (or ``None``) and a one-line account of how it was made or why not."""
     from neuroplex.onnx._gradients import VjpModule, distinct_batch, trace_vjp
+    from neuroplex.onnx._partition import batch_from_input
 
     errors = []
     for symbolic in (True, False):
@@ -392,6 +393,7 @@ def _export_vjp(
                 graph=f"{graph}/vjp",
                 dynamic=symbolic,
             )
+            batch_from_input(proto)
             how = "dynamic batch" if symbolic else f"fixed batch {x.shape[0]}, padded at run time"
             return proto, f"exported VJP graph ({how})"
         except Exception as exc:  # tracing or exporting the backward graph failed
