@@ -27,6 +27,8 @@ from neuroplex.onnx.autodiff.verify import check_gradient_model  # noqa: E402
 
 RNG = np.random.default_rng(0)
 TESTED: set[str] = set()
+# test_every_rule_has_a_test reads what the tests before it recorded: under pytest-xdist
+# (--dist loadfile, as .ci/test and tox run it) a file runs on one worker, in file order
 
 
 def _model(
