@@ -150,6 +150,17 @@ def _tensor_hashes(obj: Any, prefix: str, out: dict[str, str]) -> None:
 CHECKPOINT_PARTS = ("model", "optimizers", "schedulers", "best_state")
 
 
+def _untimed(item: dict[str, Any]) -> dict[str, Any]:
+    """A policy round or report section without its wall-clock ``seconds`` (key or column)."""
+    out = {k: v for k, v in item.items() if k != "seconds"}
+    columns = item.get("columns")
+    if isinstance(columns, list) and "seconds" in columns:
+        at = columns.index("seconds")
+        out["columns"] = [c for i, c in enumerate(columns) if i != at]
+        out["rows"] = [[v for i, v in enumerate(row) if i != at] for row in item["rows"]]
+    return out
+
+
 def digest(run_dir: Path) -> dict[str, Any]:
     """What the golden test compares, read from a finished run directory."""
     import numpy as np
@@ -178,8 +189,8 @@ def digest(run_dir: Path) -> dict[str, Any]:
             arrays = {key: _sha(npz[key]) for key in sorted(npz.files)}
     return {
         "test_metrics": results["test_metrics"],
-        "rounds": results["rounds"],
-        "sections": sections,
+        "rounds": [_untimed(r) for r in results["rounds"]],
+        "sections": [_untimed(s) for s in sections],
         "checkpoint": {"file": last.name, "tensors": checkpoint},
         "onnx_weights": onnx_weights,
         "arrays": arrays,
