@@ -83,6 +83,7 @@ def test_final_softmax_is_analysed_as_log_probabilities(
         torch.testing.assert_close(kept(x), logits.softmax(1), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.requires_plugins("neuroplex-attacks")
 def test_attacks_on_a_softmax_file_say_so_and_match_pytorch(
     softmax_file: tuple[nn.Module, Path],
 ) -> None:
@@ -113,6 +114,7 @@ def test_log_softmax_output_is_left_alone(tmp_path: Path) -> None:
     assert module.output_names == ("probs",)
 
 
+@pytest.mark.requires_plugins("neuroplex-attacks")
 def test_input_range_argument_and_its_errors(softmax_file: tuple[nn.Module, Path]) -> None:
     from neuroplex_attacks import AdversarialTester
 
@@ -168,6 +170,7 @@ def _run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
     return code, captured.out, captured.err
 
 
+@pytest.mark.requires_plugins("neuroplex-attacks", "neuroplex-explain")
 def test_neuroplex_analyze_a_foreign_file_end_to_end(
     softmax_file: tuple[nn.Module, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -220,6 +223,7 @@ def _log_prob_saliency(model: nn.Module, x255: torch.Tensor, y: torch.Tensor) ->
     return torch.autograd.grad(score, xr)[0].abs()
 
 
+@pytest.mark.requires_plugins("neuroplex-attacks")
 def test_a_fixed_batch_file_takes_any_batch(tmp_path: Path) -> None:
     """A TorchScript export without dynamic axes (batch fixed at 1) is re-batched after a
     check, and attacks on it match PyTorch; a graph that hard-codes its batch keeps it."""

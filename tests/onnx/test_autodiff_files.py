@@ -173,6 +173,7 @@ def test_a_graph_failing_finite_differences_is_dropped(
     assert not list(tmp_path.glob("*.vjp1.onnx"))  # nothing cached
 
 
+@pytest.mark.requires_plugins("neuroplex-attacks", "neuroplex-explain")
 def test_dynamo_export_gets_onnx_gradients_and_the_same_analyses(
     cnn: nn.Module, tmp_path: Path
 ) -> None:
