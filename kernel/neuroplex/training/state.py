@@ -28,41 +28,14 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
     """Everything needed to continue ``trainer`` exactly. Under a strategy that shards the
     state (``fsdp``) the model, optimizers and best weights are not in it: every rank writes
     its shards (:mod:`neuroplex.training.sharded`), between batches only at an epoch's end."""
-    if trainer.strategy.shards_state:
-        return _unsharded_part(trainer)
-    grads = {
-        name: [None if p.grad is None else p.grad.detach().cpu().clone() for p in params]
-        for name, params in trainer.group_params.items()
-    }
-    scaler = trainer.scaler
-    return {
-        "model": trainer.model.state_dict(),
-        "optimizers": {k: o.state_dict() for k, o in trainer.optimizers.items()},
-        "schedulers": {k: plain_state(s.state_dict()) for k, s in trainer.schedulers.items()},
-        "scaler": scaler.state_dict() if scaler is not None else None,
-        "rng": rng_state(),
-        "epoch": trainer.epoch,
-        "batch_in_epoch": trainer.batch_in_epoch,
-        "global_step": trainer.global_step,
-        "partial": trainer.metric_log.state_dict(),
-        "grads": grads,
-        "history": [r.to_dict() for r in trainer.records],
-        "events": [e.to_dict() for e in trainer.events],
-        **trainer.early_stopping.state_dict(),
-    }
-
-
-def _unsharded_part(trainer: Trainer) -> dict[str, Any]:
-    if any(p.grad is not None for ps in trainer.group_params.values() for p in ps):
+    sharded = trainer.strategy.shards_state
+    if sharded and any(p.grad is not None for ps in trainer.group_params.values() for p in ps):
         raise CheckpointError(
             f"strategy {trainer.strategy.name!r} checkpoints only between optimizer steps"
         )
     scaler = trainer.scaler
     early = trainer.early_stopping.state_dict()
-    return {
-        "model": None,
-        "optimizers": None,
-        "sharded_best": early.pop("best_state") is not None,
+    state: dict[str, Any] = {
         "schedulers": {k: plain_state(s.state_dict()) for k, s in trainer.schedulers.items()},
         "scaler": scaler.state_dict() if scaler is not None else None,
         "rng": rng_state(),
@@ -70,12 +43,20 @@ def _unsharded_part(trainer: Trainer) -> dict[str, Any]:
         "batch_in_epoch": trainer.batch_in_epoch,
         "global_step": trainer.global_step,
         "partial": trainer.metric_log.state_dict(),
-        "grads": None,
         "history": [r.to_dict() for r in trainer.records],
         "events": [e.to_dict() for e in trainer.events],
-        "best_state": None,
-        **early,
     }
+    if sharded:  # the shards hold the model, the optimizers and the best weights
+        state.update(model=None, optimizers=None, grads=None, best_state=None)
+        state["sharded_best"] = early.pop("best_state") is not None
+    else:
+        state["model"] = trainer.model.state_dict()
+        state["optimizers"] = {k: o.state_dict() for k, o in trainer.optimizers.items()}
+        state["grads"] = {
+            name: [None if p.grad is None else p.grad.detach().cpu().clone() for p in params]
+            for name, params in trainer.group_params.items()
+        }
+    return {**state, **early}
 
 
 def _load_weights(trainer: Trainer, state: Mapping[str, Any]) -> None:
