@@ -224,8 +224,11 @@ def _hostile_files(folder: Path) -> dict[str, tuple[Path, str]]:
 
 
 @pytest.mark.reliability("hostile", "ONNX files: garbage, truncated, bad opset, escaping paths")
-def test_hostile_onnx_files_are_refused_through_api_and_cli(onnx_dir: Path, reliability) -> None:
+def test_hostile_onnx_files_are_refused_through_api_and_cli(
+    onnx_dir: Path, reliability, capsys: pytest.CaptureFixture[str]
+) -> None:
     from neuroplex import ExportError
+    from neuroplex.cli import main
     from neuroplex.onnx import load_onnx
 
     good = onnx_dir / "good.onnx"
@@ -234,14 +237,23 @@ def test_hostile_onnx_files_are_refused_through_api_and_cli(onnx_dir: Path, reli
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout) == [2, 2]
     hostile = _hostile_files(onnx_dir)
+    # every file through the API and the CLI's own entry point (in this process: a new
+    # interpreter per file costs seconds); one of them through a real `neuroplex` process below
     for name, (path, expected) in hostile.items():
         with pytest.raises(ExportError, match=expected):
             load_onnx(path)
-        done = run_cli("predict", path, onnx_dir / "x.npy")
-        assert done.returncode == 2, f"{name}: {done.stderr}"
-        assert "Traceback" not in done.stderr, f"{name}: {done.stderr}"
-        (line,) = done.stderr.strip().splitlines()
+        capsys.readouterr()
+        code = main(["predict", str(path), str(onnx_dir / "x.npy")])
+        err = capsys.readouterr().err
+        assert code == 2, f"{name}: {err}"
+        (line,) = err.strip().splitlines()
         assert line.startswith("neuroplex: error:") and expected in line, f"{name}: {line}"
+    name, (path, expected) = next(iter(hostile.items()))
+    done = run_cli("predict", path, onnx_dir / "x.npy")
+    assert done.returncode == 2, f"{name}: {done.stderr}"
+    assert "Traceback" not in done.stderr, f"{name}: {done.stderr}"
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("neuroplex: error:") and expected in line, f"{name}: {line}"
     with pytest.raises(ExportError, match="over the 100-byte limit"):
         load_onnx(good, max_bytes=100)
     with pytest.raises(ExportError, match="does not exist"):
