@@ -11,6 +11,7 @@ below, tested with ``isinstance``.
 * ``Analyzer`` — an ``AnalyzerRecord`` factory builds it; ``analyze`` returns an
   ``AnalysisResult`` (sinks, ``results.json``), optionally ``Reportable`` (HTML report).
 * ``AdversarialCrafter`` — an attack analyzer that returns its adversarial inputs (optional).
+* ``ShardableAnalyzer`` — an analyzer evaluated over several processes (optional).
 * ``FeedbackSink`` — a ``FeedbackSinkRecord`` factory builds it; the Mechanic feeds it.
 * ``Scheduler`` — an ``OptimizerRecord`` of role ``"scheduler"`` builds it; the Trainer steps it.
 * ``TrainingStep`` — ``ModelRecord.training_step`` builds it; ``HasTrainingStep`` is a model
@@ -75,6 +76,7 @@ __all__ = [
     "RobustnessReporter",
     "SampleReporter",
     "Scheduler",
+    "ShardableAnalyzer",
     "ShardingPolicy",
     "TorchPlacement",
     "TrainingStep",
@@ -132,6 +134,29 @@ class Analyzer(Protocol):
     def analyze(self, x: Any, y: Any = None) -> AnalysisResult:
         """Analyse inputs ``x`` (labels ``y`` when the analysis needs them)."""
         ...
+
+
+@runtime_checkable
+class ShardableAnalyzer(Protocol):
+    """An :class:`Analyzer` whose evaluation is a sequence of independent, seeded batches of
+    ``shard_size`` points (batch ``b`` seeded with ``seed + b``), so that any split of the
+    input at batch boundaries gives the result of one call. Its record declares the
+    :data:`~neuroplex.records.SHARDS` capability.
+
+    ``neuroplex analyze --nproc N`` (and a run's analyze stage under ``--nproc N``) give each
+    ``torchrun`` process a contiguous run of whole batches, call
+    ``analyze_shard(x_part, y_part, first_batch=b)`` (``b``: the global index of the part's
+    first batch), gather the parts in input order and call ``merge_shards(parts)``, which
+    returns what ``analyze(x, y)`` returns. A part crosses processes pickled: keep its tensors
+    on the CPU.
+    """
+
+    @property
+    def shard_size(self) -> int: ...
+
+    def analyze_shard(self, x: Any, y: Any = None, *, first_batch: int = 0) -> Any: ...
+
+    def merge_shards(self, parts: Sequence[Any]) -> AnalysisResult: ...
 
 
 @runtime_checkable

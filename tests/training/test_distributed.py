@@ -185,3 +185,6 @@ def test_each_torchrun_restart_attempt_forms_its_group_under_its_own_store_keys(
         DDPStrategy(timeout_s=10)._attempt_store().set("rank_0_address", f"old{attempt}")
     assert agent.get("neuroplex/attempt_0/rank_0_address") == b"old0"
     assert agent.get("neuroplex/attempt_1/rank_0_address") == b"old1"
+    # a second group of the same attempt (a run's analysis after its training): keys of its own
+    DDPStrategy(timeout_s=10, scope="analysis")._attempt_store().set("rank_0_address", "new")
+    assert agent.get("neuroplex/attempt_1/analysis/rank_0_address") == b"new"

@@ -108,8 +108,9 @@ class Strategy:
         """Rank 0's value of ``flag`` everywhere (e.g. early stopping)."""
         return flag
 
-    def gather_objects(self, obj: Any) -> list[Any]:
-        """Every rank's ``obj``, in rank order (e.g. RNG states for a checkpoint)."""
+    def gather_objects(self, obj: Any, what: str = "gathering checkpoint state") -> list[Any]:
+        """Every rank's ``obj``, in rank order (e.g. RNG states for a checkpoint); ``what``
+        names the exchange in the error of a failed one."""
         return [obj]
 
     def teardown(self) -> None:
@@ -122,7 +123,9 @@ class DDPStrategy(Strategy):
 
     name = "ddp"
 
-    def __init__(self, timeout_s: float = 300.0, static_graph: bool = False) -> None:
+    def __init__(
+        self, timeout_s: float = 300.0, static_graph: bool = False, *, scope: str = ""
+    ) -> None:
         import torch.distributed as dist
 
         if not dist.is_available():
@@ -133,6 +136,9 @@ class DDPStrategy(Strategy):
         self.dist = dist
         self.timeout = timedelta(seconds=timeout_s)
         self.static_graph = static_graph
+        #: a group formed after another one in the same processes (a run's analysis after
+        #: its training) rendezvous under keys of its own
+        self.scope = scope
         self._owns_group = False
         self.device = torch.device("cpu")
         self.ddp: Any = None  # the DistributedDataParallel wrapper, when the step allows one
@@ -192,7 +198,8 @@ class DDPStrategy(Strategy):
             timeout=self.timeout,
             multi_tenant=not agent,
         )
-        return dist.PrefixStore(f"neuroplex/attempt_{attempt}", store)
+        scope = f"/{self.scope}" if self.scope else ""
+        return dist.PrefixStore(f"neuroplex/attempt_{attempt}{scope}", store)
 
     def _collective(self, what: str) -> _CollectiveGuard:
         """A collective that fails (a peer died, hung past the timeout, or lost its socket) is
@@ -276,11 +283,11 @@ class DDPStrategy(Strategy):
             self.dist.broadcast(t, src=0)
         return bool(t.item() > 0.5)
 
-    def gather_objects(self, obj: Any) -> list[Any]:
+    def gather_objects(self, obj: Any, what: str = "gathering checkpoint state") -> list[Any]:
         if self.world_size == 1:
             return [obj]
         out: list[Any] = [None] * self.world_size
-        with self._collective("gathering checkpoint state"):
+        with self._collective(what):
             self.dist.all_gather_object(out, obj)
         return out
 
@@ -313,10 +320,12 @@ class _CollectiveGuard:
         s = self.strategy
         text = str(exc).strip()
         first = text.splitlines()[0] if text else type(exc).__name__
+        name = s.scope or s.name
+        after = "" if s.scope else "; the last checkpoint is kept: rerun with --resume"
         raise TrainingError(
-            f"{s.name} rank {s.rank}/{s.world_size}: {self.what} failed, another process died "
+            f"{name} rank {s.rank}/{s.world_size}: {self.what} failed, another process died "
             f"or did not answer within ddp_timeout_s={s.timeout.total_seconds():g}: "
-            f"{first}; the last checkpoint is kept: rerun with --resume"
+            f"{first}{after}"
         ) from exc
 
 
