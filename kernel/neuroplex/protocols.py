@@ -15,7 +15,8 @@ below, tested with ``isinstance``.
 * ``FeedbackSink`` — a ``FeedbackSinkRecord`` factory builds it; the Mechanic feeds it.
 * ``Scheduler`` — an ``OptimizerRecord`` of role ``"scheduler"`` builds it; the Trainer steps it.
 * ``TrainingStep`` — ``ModelRecord.training_step`` builds it; ``HasTrainingStep`` is a model
-  that carries its own (optional).
+  that carries its own (optional); ``ForwardWrappableStep`` and ``SubnetworkStep`` let the
+  ``ddp`` strategy wrap the model or its sub-networks in DistributedDataParallel (optional).
 * ``Exportable``, ``Configurable``, ``SampleReporter`` — optional model behaviours used by the
   ONNX export (example inputs per sub-graph, the ``config`` metadata) and by the report.
 
@@ -78,6 +79,7 @@ __all__ = [
     "Scheduler",
     "ShardableAnalyzer",
     "ShardingPolicy",
+    "SubnetworkStep",
     "TorchPlacement",
     "TrainingStep",
 ]
@@ -287,6 +289,30 @@ class ForwardWrappableStep(Protocol):
     """
 
     forward_wrappable: bool
+
+
+@runtime_checkable
+class SubnetworkStep(TrainingStep, Protocol):
+    """A :class:`TrainingStep` that calls sub-networks of the model itself (a GAN's generator
+    and discriminator) and lets the ``ddp`` strategy wrap each in ``DistributedDataParallel``.
+
+    ``subnetworks(model)`` maps every parameter group of ``param_groups(model)`` to a module
+    holding exactly that group's trainable parameters (a sub-network, or an adapter around
+    one): the module the step runs forward **once per** ``optimize(group)``, with every use
+    of the group's parameters whose gradient that ``optimize`` applies inside that one call.
+    Under ``ddp`` with several processes the Trainer wraps each module in
+    DistributedDataParallel (bucketed all-reduce overlapped with backward, ``no_sync`` on
+    accumulation micro-steps) and calls ``bind(wrappers)`` before the first step and
+    ``bind({})`` after the last; the step then makes those calls through ``wrappers[group]``.
+    Any other call of the sub-network (a generator's loss through the discriminator) must
+    leave no gradient on its parameters (e.g. with them frozen by ``requires_grad_(False)``):
+    the wrapper would not expect it. With one process nothing is wrapped or bound, and the
+    step calls its sub-networks directly.
+    """
+
+    def subnetworks(self, model: torch.nn.Module) -> Mapping[str, torch.nn.Module]: ...
+
+    def bind(self, wrapped: Mapping[str, torch.nn.Module]) -> None: ...
 
 
 @runtime_checkable
