@@ -1,8 +1,8 @@
-"""Run under torchrun by test_distributed.py: train a tiny conditional GAN with its own step
-(each sub-network it updates wrapped in DistributedDataParallel under ddp) and save rank 0's
-weights.
+"""Train a tiny conditional GAN with its own step (each sub-network it updates wrapped in
+DistributedDataParallel under ddp). test_distributed.py imports :func:`train` and runs it in
+its own process and in two forked ranks; the same under torchrun:
 
-usage: gan_ddp_worker.py OUT.pt STRATEGY BATCH_SIZE
+usage: torchrun --nproc-per-node 2 gan_ddp_worker.py OUT.pt ddp 8   (rank 0 saves OUT.pt)
 """
 
 from __future__ import annotations

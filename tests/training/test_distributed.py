@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -202,14 +203,26 @@ def test_a_gan_on_two_processes_wraps_each_subnetwork_and_matches_one_process(
     model (seen: 3e-8; each rank's mean loss over its half, then the mean of the halves, rounds
     differently from one mean over 16)."""
     import importlib.util
+    import multiprocessing
+    import socket
 
     spec = importlib.util.spec_from_file_location("gan_ddp_worker", GAN_WORKER)
     assert spec is not None and spec.loader is not None
     worker = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(worker)
     a = worker.train("single", 16)  # one process: here
+    # two processes forked from this one (torch is imported already: no interpreter starts)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     two = tmp_path / "two.pt"
-    _run(_torchrun(str(GAN_WORKER), str(two), "ddp", "8"), tmp_path)
+    ctx = multiprocessing.get_context("fork")
+    ranks = [ctx.Process(target=_gan_rank, args=(worker.train, rank, port, two)) for rank in (0, 1)]
+    for p in ranks:
+        p.start()
+    for p in ranks:
+        p.join(timeout=120)
+    assert [p.exitcode for p in ranks] == [0, 0]
     b = torch.load(two, weights_only=True)
     assert a["wrapped"] == {}  # one process: the step calls its sub-networks itself
     ddp = "DistributedDataParallel"
@@ -269,3 +282,14 @@ def test_a_subnetwork_step_is_bound_to_its_wrappers_and_unbound_at_teardown() ->
             bad.wrap(model, OnlyGenerator())
     finally:
         dist.destroy_process_group()
+
+
+def _gan_rank(train: Any, rank: int, port: int, out: Path) -> None:
+    """One forked rank of a 2-process ddp group (env:// rendezvous, as torchrun sets it)."""
+    torch.set_num_threads(1)
+    env = {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2"}
+    os.environ.update(env, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.pop("TORCHELASTIC_RESTART_COUNT", None)
+    result = train("ddp", 8)
+    if rank == 0:
+        torch.save(result, out)
