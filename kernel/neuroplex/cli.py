@@ -195,23 +195,41 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    from neuroplex.launch import launch_analyze, torchrun_world_size
     from neuroplex.run.analyze_file import analyze_file, parse_options
 
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc must be >= 1, got {args.nproc}", path="--nproc")
     items = list(args.option)
     if args.epsilon is not None:
         items.insert(0, f"epsilon={args.epsilon}")
     if args.norm is not None:
         items.insert(0, f"norm={json.dumps(args.norm)}")
-    found = analyze_file(
-        Path(args.onnx),
-        args.analyzer,
-        args.data,
-        split=args.split,
-        n_samples=args.n_samples,
-        options=parse_options(items, args.analyzer),
-        output=None if args.output is None else Path(args.output),
-        input_range=args.input_range,
-    )
+    call: dict[str, Any] = {
+        "split": args.split,
+        "n_samples": args.n_samples,
+        "options": parse_options(items, args.analyzer),
+        "output": None if args.output is None else Path(args.output),
+        "input_range": args.input_range,
+    }
+    onnx = Path(args.onnx)
+    world = torchrun_world_size()
+    if args.nproc > 1 and world is None:  # check everything here, then start torchrun
+        from neuroplex.analysis.shard import require_shardable_record
+
+        for name in args.analyzer:
+            require_shardable_record(name)
+        analyze_file(onnx, args.analyzer, args.data, check_only=True, **call)
+        return launch_analyze(args.argv, args.nproc)
+    if world is not None and world > 1:  # a torchrun worker: this rank's share
+        from neuroplex.analysis.shard import analysis_group
+
+        with analysis_group(args.timeout) as group:
+            found = analyze_file(onnx, args.analyzer, args.data, group=group, **call)
+            if group.rank != 0:
+                return 0
+    else:
+        found = analyze_file(onnx, args.analyzer, args.data, **call)
     if args.json:
         from neuroplex.mechanic import to_plain
 
@@ -373,6 +391,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print every result as JSON")
     p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="split the evaluation over N torchrun processes (whole seeded batches each, "
+        "the result of one process)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="with --nproc: seconds any process waits for the others (default 300)",
+    )
+    p.add_argument(
         "--input-range",
         nargs=2,
         type=float,
@@ -392,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # for a torchrun relaunch
     if args.command is None:
         parser.print_help()
         return 0

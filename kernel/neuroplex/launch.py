@@ -19,7 +19,14 @@ from typing import Any
 
 from neuroplex.errors import ConfigError
 
-__all__ = ["LaunchPlan", "elastic_resume", "launch", "plan_launch"]
+__all__ = [
+    "LaunchPlan",
+    "elastic_resume",
+    "launch",
+    "launch_analyze",
+    "plan_launch",
+    "torchrun_world_size",
+]
 
 #: seconds between two attempts to reach the rendezvous endpoint
 _POLL_S = 0.5
@@ -175,6 +182,59 @@ def launch(args: Any, plan: LaunchPlan) -> int:
     if args.epochs:
         cmd += ["--epochs", str(args.epochs)]
     return subprocess.call(cmd)
+
+
+def torchrun_world_size() -> int | None:
+    """``WORLD_SIZE`` when this process is a ``torchrun`` worker (``LOCAL_RANK`` set), else
+    ``None``."""
+    if "LOCAL_RANK" not in os.environ:
+        return None
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        raise ConfigError(f"WORLD_SIZE={os.environ['WORLD_SIZE']!r} is not an integer") from None
+
+
+#: how a worker reports a user error (cli.main): the launcher repeats it as its own
+_ERROR_PREFIX = "neuroplex: error: "
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """``argv`` less ``--nproc N``: a worker knows it is one from torchrun's environment, and
+    torchrun's own parser would take ``--nproc`` for an abbreviation of its options."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
+def launch_analyze(argv: list[str], nproc: int) -> int:
+    """``neuroplex analyze ARGV`` in ``nproc`` processes on this node under ``torchrun``
+    (its ``--standalone`` rendezvous). Rank 0 prints the results; a worker's user error
+    becomes this command's one ``neuroplex: error:`` line (raised as a :class:`ConfigError`,
+    exit 2) instead of torchrun's report of a failed child."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}"]
+    cmd += ["--standalone", "-m", "neuroplex", *_without_nproc(argv)]
+    proc = subprocess.run(cmd, stderr=subprocess.PIPE, text=True, check=False)
+    if proc.returncode == 0:
+        return 0
+    errors = [
+        line.split(_ERROR_PREFIX, 1)[1]
+        for line in proc.stderr.splitlines()
+        if _ERROR_PREFIX in line
+    ]
+    if errors:  # the failing rank's own error, before the others' "analysis rank R failed"
+        own = [e for e in errors if not e.startswith("analysis rank ")]
+        raise ConfigError((own or errors)[0])
+    sys.stderr.write(proc.stderr)
+    return proc.returncode
 
 
 def elastic_resume(resume: bool, run_dir: Path, rank: int) -> bool:

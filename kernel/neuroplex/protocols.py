@@ -11,10 +11,12 @@ below, tested with ``isinstance``.
 * ``Analyzer`` — an ``AnalyzerRecord`` factory builds it; ``analyze`` returns an
   ``AnalysisResult`` (sinks, ``results.json``), optionally ``Reportable`` (HTML report).
 * ``AdversarialCrafter`` — an attack analyzer that returns its adversarial inputs (optional).
+* ``ShardableAnalyzer`` — an analyzer evaluated over several processes (optional).
 * ``FeedbackSink`` — a ``FeedbackSinkRecord`` factory builds it; the Mechanic feeds it.
 * ``Scheduler`` — an ``OptimizerRecord`` of role ``"scheduler"`` builds it; the Trainer steps it.
 * ``TrainingStep`` — ``ModelRecord.training_step`` builds it; ``HasTrainingStep`` is a model
-  that carries its own (optional).
+  that carries its own (optional); ``ForwardWrappableStep`` and ``SubnetworkStep`` let the
+  ``ddp`` strategy wrap the model or its sub-networks in DistributedDataParallel (optional).
 * ``Exportable``, ``Configurable``, ``SampleReporter`` — optional model behaviours used by the
   ONNX export (example inputs per sub-graph, the ``config`` metadata) and by the report.
 
@@ -75,7 +77,9 @@ __all__ = [
     "RobustnessReporter",
     "SampleReporter",
     "Scheduler",
+    "ShardableAnalyzer",
     "ShardingPolicy",
+    "SubnetworkStep",
     "TorchPlacement",
     "TrainingStep",
 ]
@@ -132,6 +136,29 @@ class Analyzer(Protocol):
     def analyze(self, x: Any, y: Any = None) -> AnalysisResult:
         """Analyse inputs ``x`` (labels ``y`` when the analysis needs them)."""
         ...
+
+
+@runtime_checkable
+class ShardableAnalyzer(Protocol):
+    """An :class:`Analyzer` whose evaluation is a sequence of independent, seeded batches of
+    ``shard_size`` points (batch ``b`` seeded with ``seed + b``), so that any split of the
+    input at batch boundaries gives the result of one call. Its record declares the
+    :data:`~neuroplex.records.SHARDS` capability.
+
+    ``neuroplex analyze --nproc N`` (and a run's analyze stage under ``--nproc N``) give each
+    ``torchrun`` process a contiguous run of whole batches, call
+    ``analyze_shard(x_part, y_part, first_batch=b)`` (``b``: the global index of the part's
+    first batch), gather the parts in input order and call ``merge_shards(parts)``, which
+    returns what ``analyze(x, y)`` returns. A part crosses processes pickled: keep its tensors
+    on the CPU.
+    """
+
+    @property
+    def shard_size(self) -> int: ...
+
+    def analyze_shard(self, x: Any, y: Any = None, *, first_batch: int = 0) -> Any: ...
+
+    def merge_shards(self, parts: Sequence[Any]) -> AnalysisResult: ...
 
 
 @runtime_checkable
@@ -262,6 +289,30 @@ class ForwardWrappableStep(Protocol):
     """
 
     forward_wrappable: bool
+
+
+@runtime_checkable
+class SubnetworkStep(TrainingStep, Protocol):
+    """A :class:`TrainingStep` that calls sub-networks of the model itself (a GAN's generator
+    and discriminator) and lets the ``ddp`` strategy wrap each in ``DistributedDataParallel``.
+
+    ``subnetworks(model)`` maps every parameter group of ``param_groups(model)`` to a module
+    holding exactly that group's trainable parameters (a sub-network, or an adapter around
+    one): the module the step runs forward **once per** ``optimize(group)``, with every use
+    of the group's parameters whose gradient that ``optimize`` applies inside that one call.
+    Under ``ddp`` with several processes the Trainer wraps each module in
+    DistributedDataParallel (bucketed all-reduce overlapped with backward, ``no_sync`` on
+    accumulation micro-steps) and calls ``bind(wrappers)`` before the first step and
+    ``bind({})`` after the last; the step then makes those calls through ``wrappers[group]``.
+    Any other call of the sub-network (a generator's loss through the discriminator) must
+    leave no gradient on its parameters (e.g. with them frozen by ``requires_grad_(False)``):
+    the wrapper would not expect it. With one process nothing is wrapped or bound, and the
+    step calls its sub-networks directly.
+    """
+
+    def subnetworks(self, model: torch.nn.Module) -> Mapping[str, torch.nn.Module]: ...
+
+    def bind(self, wrapped: Mapping[str, torch.nn.Module]) -> None: ...
 
 
 @runtime_checkable

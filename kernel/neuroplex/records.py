@@ -24,6 +24,7 @@ __all__ = [
     "KINDS",
     "NEEDS_METRIC",
     "RUN_DIR",
+    "SHARDS",
     "WELL_KNOWN_CAPABILITIES",
     "AnalyzerRecord",
     "ComponentRecord",
@@ -63,12 +64,18 @@ NEEDS_METRIC = "needs_metric"
 #: Capability flag of a feedback sink: ``neuroplex run`` passes the run directory as
 #: ``factory(run_dir=..., **options)`` unless the spec sets ``run_dir`` itself.
 RUN_DIR = "run_dir"
+#: Capability flag of an analyzer: it is a :class:`~neuroplex.protocols.ShardableAnalyzer`,
+#: so ``neuroplex analyze --nproc N`` and the analyze stage of a run under ``--nproc N``
+#: evaluate it over the ``torchrun`` processes (whole seeded batches per process), with the
+#: result of one process.
+SHARDS = "shards"
 
 #: The capability flags the kernel acts on, per kind, with what they make it do. Any other
 #: flag is free-form: listed by ``neuroplex list`` and used by plugins among themselves.
 WELL_KNOWN_CAPABILITIES: Mapping[str, Mapping[str, str]] = {
     "optimizer": {NEEDS_METRIC: "stepped as step(monitored_value)"},
     "feedback_sink": {RUN_DIR: "built with run_dir=<the run directory>"},
+    "analyzer": {SHARDS: "evaluated over the torchrun processes under --nproc N"},
 }
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_.\-]*$")

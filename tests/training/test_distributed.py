@@ -7,12 +7,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 pytestmark = pytest.mark.requires_plugins("neuroplex-optim")
 WORKER = Path(__file__).with_name("ddp_worker.py")
+GAN_WORKER = Path(__file__).with_name("gan_ddp_worker.py")
 
 
 #: gloo on a heavily loaded 2-core machine occasionally aborts a rank at process exit, after
@@ -122,8 +124,8 @@ def test_ddp_outside_torchrun_is_a_clear_error(monkeypatch) -> None:
 
 
 def test_a_step_that_is_not_forward_wrappable_keeps_the_explicit_path() -> None:
-    """A step that calls sub-networks (a GAN's) is handed the model itself: no wrapper, no
-    no_sync, and the gradients are averaged at each optimizer step instead."""
+    """A step that declares neither forward_wrappable nor SubnetworkStep is handed the model
+    itself: no wrapper, no no_sync, and the gradients are averaged at each optimizer step."""
     from neuroplex.training import SupervisedStep
     from neuroplex.training.distributed import DDPStrategy
 
@@ -185,3 +187,109 @@ def test_each_torchrun_restart_attempt_forms_its_group_under_its_own_store_keys(
         DDPStrategy(timeout_s=10)._attempt_store().set("rank_0_address", f"old{attempt}")
     assert agent.get("neuroplex/attempt_0/rank_0_address") == b"old0"
     assert agent.get("neuroplex/attempt_1/rank_0_address") == b"old1"
+    # a second group of the same attempt (a run's analysis after its training): keys of its own
+    DDPStrategy(timeout_s=10, scope="analysis")._attempt_store().set("rank_0_address", "new")
+    assert agent.get("neuroplex/attempt_1/analysis/rank_0_address") == b"new"
+
+
+@pytest.mark.requires_plugins("neuroplex-models", "neuroplex-optim")
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_a_gan_on_two_processes_wraps_each_subnetwork_and_matches_one_process(
+    tmp_path: Path,
+) -> None:
+    """The GAN's own step under ddp: its generator and its discriminator (judging the real and
+    the generated batch in one call) each in DistributedDataParallel; 2 processes on 8 samples
+    each end where 1 process on 16 ends. Tolerance rtol 1e-5, atol 1e-6, as for the supervised
+    model (seen: 3e-8; each rank's mean loss over its half, then the mean of the halves, rounds
+    differently from one mean over 16)."""
+    import importlib.util
+    import multiprocessing
+    import socket
+
+    spec = importlib.util.spec_from_file_location("gan_ddp_worker", GAN_WORKER)
+    assert spec is not None and spec.loader is not None
+    worker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(worker)
+    a = worker.train("single", 16)  # one process: here
+    # two processes forked from this one (torch is imported already: no interpreter starts)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    two = tmp_path / "two.pt"
+    ctx = multiprocessing.get_context("fork")
+    ranks = [ctx.Process(target=_gan_rank, args=(worker.train, rank, port, two)) for rank in (0, 1)]
+    for p in ranks:
+        p.start()
+    for p in ranks:
+        p.join(timeout=120)
+    assert [p.exitcode for p in ranks] == [0, 0]
+    b = torch.load(two, weights_only=True)
+    assert a["wrapped"] == {}  # one process: the step calls its sub-networks itself
+    ddp = "DistributedDataParallel"
+    assert b["wrapped"] == {"discriminator": ddp, "generator": ddp}
+    assert list(b["model"]) == list(a["model"])
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=1e-5, atol=1e-6)
+    torch.manual_seed(0)  # and the run moved: not the initial weights
+    from neuroplex_models import GANModel
+
+    init = GANModel(
+        latent_dim=3, data_dim=6, num_classes=2, generator_layers=[8], discriminator_layers=[8]
+    ).state_dict()
+    for key in a["model"]:
+        if key.endswith("weight"):
+            assert not torch.allclose(init[key], a["model"][key], atol=1e-3), key
+
+
+@pytest.mark.requires_plugins("neuroplex-models")
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_a_subnetwork_step_is_bound_to_its_wrappers_and_unbound_at_teardown() -> None:
+    """In one gloo process posing as rank 0 of 2: each parameter group's sub-network wrapped,
+    the model handed back as is, the step unbound at teardown; a step whose sub-networks do
+    not match its parameter groups is one error."""
+    import torch.distributed as dist
+    from neuroplex_models import GANModel
+    from neuroplex_models.steps import GANStep
+
+    from neuroplex import ConfigError
+    from neuroplex.protocols import SubnetworkStep
+    from neuroplex.training.distributed import DDPStrategy
+
+    class OnlyGenerator(GANStep):
+        def subnetworks(self, model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+            return {"generator": model.generator}  # type: ignore[dict-item]
+
+    model = GANModel(latent_dim=2, data_dim=4, generator_layers=[4], discriminator_layers=[4])
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        step = GANStep()
+        assert isinstance(step, SubnetworkStep)
+        strategy = DDPStrategy()
+        strategy.world_size = 2  # as under torchrun: wrap decides before any collective
+        assert strategy.wrap(model, step) is model
+        assert {k: type(v).__name__ for k, v in step._wrapped.items()} == {
+            "discriminator": "DistributedDataParallel",
+            "generator": "DistributedDataParallel",
+        }
+        assert step._wrapped["discriminator"].module.discriminator is model.discriminator
+        with strategy.no_sync():  # both wrappers skip their all-reduce together
+            assert all(not w.require_backward_grad_sync for w in strategy.wrappers)
+        strategy.teardown()
+        assert step._wrapped == {} and strategy.wrappers == []
+        bad = DDPStrategy()
+        bad.world_size = 2
+        with pytest.raises(ConfigError, match=r"names \['generator'\] but its param_groups"):
+            bad.wrap(model, OnlyGenerator())
+    finally:
+        dist.destroy_process_group()
+
+
+def _gan_rank(train: Any, rank: int, port: int, out: Path) -> None:
+    """One forked rank of a 2-process ddp group (env:// rendezvous, as torchrun sets it)."""
+    torch.set_num_threads(1)
+    env = {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2"}
+    os.environ.update(env, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.pop("TORCHELASTIC_RESTART_COUNT", None)
+    result = train("ddp", 8)
+    if rank == 0:
+        torch.save(result, out)

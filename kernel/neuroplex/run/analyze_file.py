@@ -15,13 +15,14 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
 import torch
 
 from neuroplex.analysis.robustness import robustness_rows, robustness_section
+from neuroplex.analysis.shard import analyze_sharded, require_shardable
 from neuroplex.atomic import write_json
 from neuroplex.config import DataConfig
 from neuroplex.errors import ConfigError
@@ -29,6 +30,9 @@ from neuroplex.mechanic import to_plain
 from neuroplex.registry import create_analyzer, create_dataset
 from neuroplex.run.analyze import SPLITS
 from neuroplex.run.data import _xy
+
+if TYPE_CHECKING:
+    from neuroplex.training.distributed import Strategy
 
 __all__ = ["FileAnalysis", "analyze_file", "parse_options"]
 
@@ -83,11 +87,19 @@ def analyze_file(
     options: Mapping[str, Mapping[str, Any]] | None = None,
     output: Path | None = None,
     input_range: Sequence[float] | None = None,
+    group: Strategy | None = None,
+    check_only: bool = False,
 ) -> FileAnalysis:
     """Run ``analyzers`` on ``onnx`` over the held-out data (see the module doc); with
     ``output`` write ``results.json`` and ``report.html`` there. ``input_range``
     (``--input-range MIN MAX``) overrides the file's metadata; files from other tools have
-    none, and attacks then need it."""
+    none, and attacks then need it.
+
+    ``group`` (a ``torchrun`` group of several processes): each analyzer, which must be a
+    :class:`~neuroplex.protocols.ShardableAnalyzer`, evaluates this rank's whole batches and
+    rank 0 merges them (:mod:`neuroplex.analysis.shard`); only rank 0 returns the results and
+    writes, the others return an empty :class:`FileAnalysis`. ``check_only``: stop once the
+    file, the data and every analyzer's options were checked (nothing runs)."""
     from neuroplex.onnx import load_onnx
     from neuroplex.onnx.runtime import check_input_range
 
@@ -102,12 +114,29 @@ def analyze_file(
     evaluations: dict[str, dict[str, Any]] = {}
     options = options or {}
     started = time.perf_counter()
+    shared = group if group is not None and group.world_size > 1 else None
+    built: list[tuple[str, Any]] = []
     for name in analyzers:
         # analyzers read the input range from the OnnxModule's metadata themselves
         analyzer = create_analyzer(name, module, **dict(options.get(name, {})))
-        analyses[name] = analyzer.analyze(x[:n], None if y is None else y[:n])
-        evaluations[name] = {"analyzer": name, **where, "n": n, "backend": "onnx"}
+        built.append((name, analyzer if shared is None else require_shardable(analyzer, name)))
+    if check_only:
+        return FileAnalysis(analyses={}, evaluations={}, robustness=[])
+    for name, analyzer in built:
+        xs, ys = x[:n], None if y is None else y[:n]
+        evaluated = {"analyzer": name, **where, "n": n, "backend": "onnx"}
+        if shared is not None:
+            found = analyze_sharded(analyzer, xs, ys, shared)
+            if found is None:  # a rank > 0: rank 0 holds the result
+                continue
+            analyses[name] = found
+            evaluated["processes"] = shared.world_size
+        else:
+            analyses[name] = analyzer.analyze(xs, ys)
+        evaluations[name] = evaluated
     seconds = time.perf_counter() - started
+    if group is not None and group.rank != 0:
+        return FileAnalysis(analyses={}, evaluations={}, robustness=[])
     rows = robustness_rows(analyses, evaluations)
     result = FileAnalysis(analyses=analyses, evaluations=evaluations, robustness=rows)
     if output is None:

@@ -13,7 +13,7 @@ from neuroplex.errors import RunRejected
 from neuroplex.mechanic import Mechanic
 from neuroplex.records import RUN_DIR
 from neuroplex.registry import get_record
-from neuroplex.run.analyze import analyze
+from neuroplex.run.analyze import analyze, analyze_worker
 from neuroplex.run.build import build
 from neuroplex.run.data import load
 from neuroplex.run.export import export
@@ -72,18 +72,19 @@ def _stage_if(timed: bool, run_dir: RunDir, name: str) -> contextlib.AbstractCon
 
 def execute_worker(spec: RunSpec, path: Path, *, resume: bool) -> RunResult:
     """A ``torchrun`` worker of rank > 0: the same data, model and training as rank 0 (the
-    gradients are averaged across the group), and nothing else: rank 0 alone owns the run
-    directory (manifest, checkpoints, sinks, export, analysis, report)."""
+    gradients are averaged across the group), then its share of the shardable analyzers
+    (:func:`~neuroplex.run.analyze.analyze_worker`), and nothing else: rank 0 alone owns the
+    run directory (manifest, checkpoints, sinks, export, analysis results, report)."""
     seed_everything(spec.training.seed)
     built = build(load(spec, path))
     start = time.perf_counter()
     train(built, resume=resume, mechanic=None)
+    seconds = {"train": round(time.perf_counter() - start, 3)}
+    start = time.perf_counter()
+    analyze_worker(spec, built.model, path, built.loaded.data)
+    seconds["analyze"] = round(time.perf_counter() - start, 3)
     return RunResult(
-        run_dir=path,
-        run_id="",
-        status="worker",
-        test_metrics={},
-        stage_seconds={"train": round(time.perf_counter() - start, 3)},
+        run_dir=path, run_id="", status="worker", test_metrics={}, stage_seconds=seconds
     )
 
 

@@ -5,8 +5,10 @@ When the family's step declares ``forward_wrappable = True`` (it reaches the mod
 calling it, as the supervised default does), the Trainer hands the step the model wrapped in
 :class:`torch.nn.parallel.DistributedDataParallel`: gradients are averaged in buckets while the
 backward pass still runs, and accumulation micro-steps run under ``no_sync`` (one all-reduce
-per optimizer step). Checkpoints keep saving the unwrapped module. Any other step (e.g. a GAN's
-alternating updates through its sub-networks) keeps the explicit path: rank 0's weights are
+per optimizer step). Checkpoints keep saving the unwrapped module. A step that calls
+sub-networks itself (a GAN's alternating updates) can declare
+:class:`~neuroplex.protocols.SubnetworkStep`: each sub-network it updates is wrapped instead
+and handed to the step. Any other step keeps the explicit path: rank 0's weights are
 broadcast at start and each group's gradients are averaged in one flattened all-reduce at its
 optimizer step. Each rank reads its share of every global batch
 (:mod:`neuroplex.training.data`); epoch metrics are reduced as sums and counts; only rank 0
@@ -34,7 +36,7 @@ from typing import Any
 import torch
 
 from neuroplex.errors import ConfigError, TrainingError
-from neuroplex.protocols import ForwardWrappableStep, ShardingPolicy
+from neuroplex.protocols import ForwardWrappableStep, ShardingPolicy, SubnetworkStep
 
 __all__ = ["DDPStrategy", "FSDPStrategy", "Strategy", "make_strategy"]
 
@@ -108,8 +110,9 @@ class Strategy:
         """Rank 0's value of ``flag`` everywhere (e.g. early stopping)."""
         return flag
 
-    def gather_objects(self, obj: Any) -> list[Any]:
-        """Every rank's ``obj``, in rank order (e.g. RNG states for a checkpoint)."""
+    def gather_objects(self, obj: Any, what: str = "gathering checkpoint state") -> list[Any]:
+        """Every rank's ``obj``, in rank order (e.g. RNG states for a checkpoint); ``what``
+        names the exchange in the error of a failed one."""
         return [obj]
 
     def teardown(self) -> None:
@@ -122,7 +125,9 @@ class DDPStrategy(Strategy):
 
     name = "ddp"
 
-    def __init__(self, timeout_s: float = 300.0, static_graph: bool = False) -> None:
+    def __init__(
+        self, timeout_s: float = 300.0, static_graph: bool = False, *, scope: str = ""
+    ) -> None:
         import torch.distributed as dist
 
         if not dist.is_available():
@@ -133,9 +138,15 @@ class DDPStrategy(Strategy):
         self.dist = dist
         self.timeout = timedelta(seconds=timeout_s)
         self.static_graph = static_graph
+        #: a group formed after another one in the same processes (a run's analysis after
+        #: its training) rendezvous under keys of its own
+        self.scope = scope
         self._owns_group = False
         self.device = torch.device("cpu")
         self.ddp: Any = None  # the DistributedDataParallel wrapper, when the step allows one
+        #: every DistributedDataParallel wrapper (the model's, or each sub-network's)
+        self.wrappers: list[Any] = []
+        self._bound: SubnetworkStep | None = None  # a step holding sub-network wrappers
         self._backward: contextlib.AbstractContextManager[Any] = _NULL
 
     def setup(self, model: torch.nn.Module, device: torch.device) -> None:
@@ -192,7 +203,8 @@ class DDPStrategy(Strategy):
             timeout=self.timeout,
             multi_tenant=not agent,
         )
-        return dist.PrefixStore(f"neuroplex/attempt_{attempt}", store)
+        scope = f"/{self.scope}" if self.scope else ""
+        return dist.PrefixStore(f"neuroplex/attempt_{attempt}{scope}", store)
 
     def _collective(self, what: str) -> _CollectiveGuard:
         """A collective that fails (a peer died, hung past the timeout, or lost its socket) is
@@ -201,14 +213,23 @@ class DDPStrategy(Strategy):
 
     def wrap(self, model: torch.nn.Module, step: Any) -> torch.nn.Module:
         """``model`` in DistributedDataParallel when ``step.forward_wrappable`` says the step
-        only calls it; rank 0's buffers were broadcast in :meth:`setup`, and each rank keeps
-        its own afterwards (``broadcast_buffers=False``, as without the wrapper)."""
-        if self.world_size == 1 or not (
-            isinstance(step, ForwardWrappableStep) and step.forward_wrappable
-        ):
+        only calls it; a :class:`~neuroplex.protocols.SubnetworkStep` gets each sub-network
+        it names wrapped instead (``step.bind``), and the model itself back. Rank 0's buffers
+        were broadcast in :meth:`setup`, and each rank keeps its own afterwards
+        (``broadcast_buffers=False``, as without the wrapper)."""
+        if self.world_size == 1:
+            return model
+        if isinstance(step, SubnetworkStep):
+            self._wrap_subnetworks(model, step)
+            return model
+        if not (isinstance(step, ForwardWrappableStep) and step.forward_wrappable):
             return model
         if not any(p.requires_grad for p in model.parameters()):
             return model
+        self.ddp = self._ddp(model, "the model")
+        return self.ddp  # type: ignore[no-any-return]
+
+    def _ddp(self, module: torch.nn.Module, what: str) -> Any:
         from torch.nn.parallel import DistributedDataParallel
 
         cuda = self.device.type == "cuda"
@@ -218,9 +239,9 @@ class DDPStrategy(Strategy):
         params = inspect.signature(DistributedDataParallel.__init__).parameters
         name = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
         no_buffer_sync: dict[str, Any] = {name: False}
-        with self._collective("wrapping the model in DistributedDataParallel"):
-            self.ddp = DistributedDataParallel(
-                model,
+        with self._collective(f"wrapping {what} in DistributedDataParallel"):
+            wrapper = DistributedDataParallel(
+                module,
                 device_ids=[index] if cuda else None,
                 output_device=index if cuda else None,
                 bucket_cap_mb=BUCKET_CAP_MB,
@@ -228,19 +249,53 @@ class DDPStrategy(Strategy):
                 static_graph=self.static_graph,
                 **no_buffer_sync,
             )
+        self.wrappers.append(wrapper)
         self._backward = self._collective("averaging gradients")
-        return self.ddp  # type: ignore[no-any-return]
+        return wrapper
+
+    def _wrap_subnetworks(self, model: torch.nn.Module, step: SubnetworkStep) -> None:
+        """Each of ``step.subnetworks(model)`` in DistributedDataParallel, handed to the step;
+        each must hold exactly its parameter group's trainable parameters."""
+        nets = dict(step.subnetworks(model))
+        groups = {k: list(v) for k, v in step.param_groups(model).items()}
+        if set(nets) != set(groups):
+            raise ConfigError(
+                f"{type(step).__name__}.subnetworks names {sorted(nets)} but its param_groups "
+                f"are {sorted(groups)}: give one sub-network per parameter group",
+                path="training.strategy",
+            )
+        for group, net in nets.items():
+            held = {id(p) for p in net.parameters() if p.requires_grad}
+            if held != {id(p) for p in groups[group] if p.requires_grad}:
+                raise ConfigError(
+                    f"{type(step).__name__}.subnetworks: the module of group {group!r} does "
+                    "not hold exactly that group's trainable parameters, which "
+                    "DistributedDataParallel would average",
+                    path="training.strategy",
+                )
+        wrapped = {group: self._ddp(net, f"sub-network {group!r}") for group, net in nets.items()}
+        step.bind(wrapped)
+        self._bound = step
+
+    @contextlib.contextmanager
+    def _no_sync_all(self) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            for wrapper in self.wrappers:
+                stack.enter_context(wrapper.no_sync())
+            yield
 
     def no_sync(self) -> contextlib.AbstractContextManager[Any]:
-        if self.ddp is None:
+        if not self.wrappers:
             return _NULL
-        return self.ddp.no_sync()  # type: ignore[no-any-return]
+        if self.ddp is not None:
+            return self.ddp.no_sync()  # type: ignore[no-any-return]
+        return self._no_sync_all()
 
     def backward_guard(self) -> contextlib.AbstractContextManager[Any]:
-        return _NULL if self.ddp is None else self._backward
+        return _NULL if not self.wrappers else self._backward
 
     def average_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
-        if self.world_size == 1 or self.ddp is not None:  # the wrapper averaged in backward
+        if self.world_size == 1 or self.wrappers:  # the wrappers averaged in backward
             return
         grads = [p.grad for p in params if p.grad is not None]
         if not grads:
@@ -276,16 +331,20 @@ class DDPStrategy(Strategy):
             self.dist.broadcast(t, src=0)
         return bool(t.item() > 0.5)
 
-    def gather_objects(self, obj: Any) -> list[Any]:
+    def gather_objects(self, obj: Any, what: str = "gathering checkpoint state") -> list[Any]:
         if self.world_size == 1:
             return [obj]
         out: list[Any] = [None] * self.world_size
-        with self._collective("gathering checkpoint state"):
+        with self._collective(what):
             self.dist.all_gather_object(out, obj)
         return out
 
     def teardown(self) -> None:
         self.ddp = None
+        self.wrappers = []
+        if self._bound is not None:
+            self._bound.bind({})
+            self._bound = None
         if self._owns_group and self.dist.is_initialized():
             # every rank reaches the end before the group goes away: without this, a rank that
             # tears down while its peer still finishes gloo work can abort at exit
@@ -313,10 +372,12 @@ class _CollectiveGuard:
         s = self.strategy
         text = str(exc).strip()
         first = text.splitlines()[0] if text else type(exc).__name__
+        name = s.scope or s.name
+        after = "" if s.scope else "; the last checkpoint is kept: rerun with --resume"
         raise TrainingError(
-            f"{s.name} rank {s.rank}/{s.world_size}: {self.what} failed, another process died "
+            f"{name} rank {s.rank}/{s.world_size}: {self.what} failed, another process died "
             f"or did not answer within ddp_timeout_s={s.timeout.total_seconds():g}: "
-            f"{first}; the last checkpoint is kept: rerun with --resume"
+            f"{first}{after}"
         ) from exc
 
 

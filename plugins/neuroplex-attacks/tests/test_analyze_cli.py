@@ -134,3 +134,76 @@ def test_a_dataset_split_that_is_not_held_out_is_refused(digits_onnx, capsys):
     argv = [str(digits_onnx), "-a", "fgsm", "--data", "digits", "--split", "train"]
     assert _analyze(*argv) == 2
     assert "--split 'train' is not a held-out split; choose test or val" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------- --nproc: sharded evaluation
+#: the per-sample fields of the results, which N processes must give exactly as one does
+PER_SAMPLE = ("clean_correct", "robust", "broken_by", "linf", "l2", "robust_accuracy")
+
+
+def test_nproc_2_gives_the_per_sample_result_of_one_process(digits_onnx, test_npz, tmp_path, capfd):
+    """12 points in batches of 5 (3 batches: rank 0 takes two, rank 1 one, each with its own
+    ONNX Runtime session), APGD-CE and PGD (both seeded per batch): the same flags, norms and
+    accuracies as one process, and rank 0 alone writes results.json."""
+    argv = [str(digits_onnx), "-a", "apgd_ce", "-a", "pgd", "--data", str(test_npz), "-n", "12"]
+    argv += ["--eps", "0.1", "-O", "batch_size=5", "-O", "apgd_ce.n_iter=5", "-O", "pgd.steps=3"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert _analyze(*argv, "-o", str(one)) == 0
+    assert _analyze(*argv, "-o", str(two), "--nproc", "2") == 0
+    printed = capfd.readouterr().out  # both calls' (the second's from its rank 0 only)
+    assert printed.count("apgd_ce (weaker) linf eps=0.1 n=12") == 2
+    a = json.loads((one / "results.json").read_text())
+    b = json.loads((two / "results.json").read_text())
+    assert b["evaluations"]["apgd_ce"]["processes"] == 2
+    for field in PER_SAMPLE:
+        assert b["analyses"]["apgd_ce"][field] == a["analyses"]["apgd_ce"][field], field
+    assert len(a["analyses"]["apgd_ce"]["robust"]) == 12
+    pgd = ("clean_accuracy", "robust_accuracy", "mean_linf", "mean_l2", "n_samples", "params")
+    for field in pgd:
+        assert b["analyses"]["pgd"][field] == a["analyses"]["pgd"][field], field
+    assert b["robustness"] == a["robustness"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["-a", "apgd_ce", "--nproc", "0"], "--nproc must be >= 1, got 0"),
+        (["-a", "apgd_ce", "-a", "noise", "--nproc", "2"], "'noise' cannot be split over"),
+        (["-a", "apgd_ce", "--eps", "0", "--nproc", "2"], "epsilon"),
+    ],
+)
+def test_bad_nproc_input_is_one_line_and_exit_2_before_any_process_starts(
+    extra, needle, digits_onnx, test_npz, capsys, monkeypatch
+):
+    import subprocess
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("torchrun started"))
+    assert _analyze(str(digits_onnx), "--data", str(test_npz), *extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_shards_at_batch_boundaries_merge_into_the_one_process_autoattack_result(
+    digits_onnx, digits, world
+):
+    """In one process: the shards every rank of ``world`` would evaluate (whole batches of
+    4 of 10 points, seeded by global batch index) merge into ``analyze``'s result."""
+    from neuroplex.analysis.shard import shard_range
+    from neuroplex.registry import create_analyzer
+
+    x, y = digits[2][:10], digits[3][:10]
+    options = json.loads(SMALL)
+    analyzer = create_analyzer("autoattack", str(digits_onnx), options=options, batch_size=4)
+    whole = analyzer.analyze(x, y).to_dict()
+    parts = []
+    for rank in range(world):
+        start, stop, first = shard_range(10, analyzer.shard_size, rank, world)
+        if stop > start:
+            parts.append(analyzer.analyze_shard(x[start:stop], y[start:stop], first_batch=first))
+    merged = analyzer.merge_shards(parts).to_dict()
+    for key in ("seconds", "attack_seconds"):
+        whole.pop(key), merged.pop(key)
+    assert merged == whole
+    assert len(parts) == min(world, 3)

@@ -18,6 +18,8 @@ from neuroplex_attacks.results import (
 )
 from neuroplex_attacks.tester import (
     AdversarialTester,
+    AttackShard,
+    EvaluationShard,
     _attack_name,
     _autoattack_plan,
     _check_epsilon,
@@ -72,6 +74,22 @@ class AttackAnalyzer:
 
     def analyze(self, x: Any, y: Any = None) -> RobustnessResult:
         return self.tester.test_robustness(x, y, self.attack, self.epsilon, **self.params)
+
+    @property
+    def shard_size(self) -> int:
+        """Points per seeded batch: a shard holds whole batches (``ShardableAnalyzer``)."""
+        return self.tester.batch_size
+
+    def analyze_shard(self, x: Any, y: Any = None, *, first_batch: int = 0) -> AttackShard:
+        """``analyze`` on whole batches starting at global batch ``first_batch``."""
+        part = self.tester.attack_shard(
+            x, y, self.attack, self.epsilon, first_batch=first_batch, **self.params
+        )
+        return part.cpu()
+
+    def merge_shards(self, parts: Sequence[Any]) -> RobustnessResult:
+        """The result of the whole evaluation from its shards, in input order."""
+        return self.tester.merge_robustness(self.attack, self.epsilon, parts)
 
     def adversarial_examples(self, x: Any, y: Any = None) -> torch.Tensor:
         """The attacked inputs (shape of ``x``), e.g. for adversarial retraining."""
@@ -148,6 +166,29 @@ class AutoAttackAnalyzer:
             attacks=self.attacks,
             options=self.options,
         )
+
+    @property
+    def shard_size(self) -> int:
+        """Points per seeded batch: a shard holds whole batches (``ShardableAnalyzer``)."""
+        return self.tester.batch_size
+
+    def analyze_shard(self, x: Any, y: Any = None, *, first_batch: int = 0) -> EvaluationShard:
+        """``analyze`` on whole batches starting at global batch ``first_batch``."""
+        part = self.tester.evaluate_shard(
+            x,
+            y,
+            self.epsilon,
+            norm=self.norm,
+            version=self.version,
+            attacks=self.attacks,
+            options=self.options,
+            first_batch=first_batch,
+        )
+        return part.cpu()
+
+    def merge_shards(self, parts: Sequence[Any]) -> AutoAttackResult:
+        """The result of the whole evaluation from its shards, in input order."""
+        return self.tester.merge_evaluation(parts)
 
     def adversarial_examples(self, x: Any, y: Any = None) -> torch.Tensor:
         """The attacked inputs (shape of ``x``); ``x`` where every attack failed."""

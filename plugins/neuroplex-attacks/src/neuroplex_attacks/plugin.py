@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from neuroplex import AnalyzerRecord, PolicyRecord, hookimpl
+from neuroplex.records import SHARDS
 
 #: the neuroplex hook API this plugin is built for (the kernel refuses another major version)
 NEUROPLEX_HOOK_API_VERSION = 1
@@ -19,21 +20,21 @@ def neuroplex_register_analyzers() -> Iterator[AnalyzerRecord]:
         name="fgsm",
         factory=f"{_MOD}:FGSMAnalyzer",
         summary="fast gradient sign method (L-inf): weak, overstates robustness (use autoattack)",
-        capabilities={"attack", "gradients"},
+        capabilities={SHARDS, "attack", "gradients"},
         example_config={"epsilon": 0.1},
     )
     yield AnalyzerRecord(
         name="pgd",
         factory=f"{_MOD}:PGDAnalyzer",
         summary="projected gradient descent (L-inf, random start): weaker than autoattack",
-        capabilities={"attack", "gradients"},
+        capabilities={SHARDS, "attack", "gradients"},
         example_config={"epsilon": 0.1, "steps": 3},
     )
     yield AnalyzerRecord(
         name="pgd_l2",
         factory=f"{_MOD}:PGDL2Analyzer",
         summary="projected gradient descent in the L2 ball, robust accuracy",
-        capabilities={"attack", "gradients"},
+        capabilities={SHARDS, "attack", "gradients"},
         example_config={"epsilon": 0.5, "steps": 3},
     )
     yield AnalyzerRecord(
@@ -41,7 +42,7 @@ def neuroplex_register_analyzers() -> Iterator[AnalyzerRecord]:
         factory=f"{_MOD}:AutoAttackAnalyzer",
         summary="AutoAttack (APGD-CE, APGD-T, FAB-T, Square; L-inf or L2): the reference "
         "robust accuracy, per-sample",
-        capabilities={"attack", "gradients"},
+        capabilities={SHARDS, "attack", "gradients"},
         example_config={
             "epsilon": 0.1,
             "options": {
@@ -57,49 +58,49 @@ def neuroplex_register_analyzers() -> Iterator[AnalyzerRecord]:
         name="apgd_ce",
         factory=f"{_MOD}:APGDCEAnalyzer",
         summary="Auto-PGD on the cross-entropy (L-inf or L2, step-size free), per-sample",
-        capabilities={"attack", "gradients"},
+        capabilities={SHARDS, "attack", "gradients"},
         example_config={"epsilon": 0.1, "n_iter": 5},
     )
     yield AnalyzerRecord(
         name="apgd_dlr",
         factory=f"{_MOD}:APGDDLRAnalyzer",
         summary="Auto-PGD on the DLR loss (L-inf or L2), per-sample",
-        capabilities={"attack", "gradients"},
+        capabilities={SHARDS, "attack", "gradients"},
         example_config={"epsilon": 0.1, "n_iter": 5},
     )
     yield AnalyzerRecord(
         name="apgd_t",
         factory=f"{_MOD}:APGDTAnalyzer",
         summary="Auto-PGD on the targeted DLR loss over the top-9 classes (L-inf or L2)",
-        capabilities={"attack", "gradients"},
+        capabilities={SHARDS, "attack", "gradients"},
         example_config={"epsilon": 0.1, "n_iter": 5, "n_target_classes": 2},
     )
     yield AnalyzerRecord(
         name="fab_t",
         factory=f"{_MOD}:FABTAnalyzer",
         summary="targeted FAB, minimal-norm adversarial examples (L-inf or L2), per-sample",
-        capabilities={"attack", "gradients"},
+        capabilities={SHARDS, "attack", "gradients"},
         example_config={"epsilon": 0.1, "n_iter": 5, "n_target_classes": 2},
     )
     yield AnalyzerRecord(
         name="square",
         factory=f"{_MOD}:SquareAnalyzer",
         summary="square attack (L-inf or L2, black-box random search: forward passes only)",
-        capabilities={"attack", "black_box"},
+        capabilities={SHARDS, "attack", "black_box"},
         example_config={"epsilon": 0.1, "n_queries": 20},
     )
     yield AnalyzerRecord(
         name="gaussian_noise",
         factory=f"{_MOD}:GaussianNoiseAnalyzer",
         summary="accuracy under seeded Gaussian input noise (epsilon = std)",
-        capabilities={"attack", "noise", "black_box"},
+        capabilities={SHARDS, "attack", "noise", "black_box"},
         example_config={"epsilon": 0.05},
     )
     yield AnalyzerRecord(
         name="uniform_noise",
         factory=f"{_MOD}:UniformNoiseAnalyzer",
         summary="accuracy under seeded uniform input noise in [-epsilon, epsilon]",
-        capabilities={"attack", "noise", "black_box"},
+        capabilities={SHARDS, "attack", "noise", "black_box"},
         example_config={"epsilon": 0.05},
     )
     yield AnalyzerRecord(

@@ -33,7 +33,7 @@ from neuroplex_attacks.results import (
     RobustnessResult,
 )
 
-__all__ = ["AdversarialTester"]
+__all__ = ["AdversarialTester", "AttackShard", "EvaluationShard"]
 
 _ALIASES = {"gaussian": "gaussian_noise", "uniform": "uniform_noise", "linf_pgd": "pgd"}
 
@@ -44,6 +44,49 @@ class _Outcome:
     clean_correct: torch.Tensor  # bool (N,)
     adv_correct: torch.Tensor  # bool (N,)
     params: dict[str, Any]
+
+
+@attrs.frozen(kw_only=True)
+class AttackShard:
+    """One shard of :meth:`AdversarialTester.test_robustness` (whole batches, input order)."""
+
+    x: torch.Tensor
+    x_adv: torch.Tensor
+    clean_correct: torch.Tensor  # bool (n,)
+    adv_correct: torch.Tensor  # bool (n,)
+    params: dict[str, Any]
+
+    def cpu(self) -> AttackShard:
+        """The same shard with its tensors in host memory (to send to another process)."""
+        return attrs.evolve(
+            self,
+            x=self.x.cpu(),
+            x_adv=self.x_adv.cpu(),
+            clean_correct=self.clean_correct.cpu(),
+            adv_correct=self.adv_correct.cpu(),
+        )
+
+
+@attrs.frozen(kw_only=True)
+class EvaluationShard:
+    """One shard of :meth:`AdversarialTester.evaluate` (whole batches, input order)."""
+
+    x: torch.Tensor
+    x_adv: torch.Tensor
+    clean_correct: torch.Tensor  # bool (n,)
+    broken_by: torch.Tensor  # long (n,): attack index, -1 robust, -2 misclassified when clean
+    attack_seconds: tuple[float, ...]
+    seconds: float
+    epsilon: float
+    norm: str
+    version: str
+    steps: tuple[tuple[str, dict[str, Any]], ...]
+    skipped: dict[str, str]
+    seed: int
+
+    def cpu(self) -> EvaluationShard:
+        """The same shard with its tensors in host memory (to send to another process)."""
+        return attrs.evolve(self, x=self.x.cpu(), x_adv=self.x_adv.cpu())
 
 
 class _CheckedModel:
@@ -316,9 +359,14 @@ class AdversarialTester:
                 "input_range your data is scaled to",
                 path="input_range",
             )
-        if y is None:
+        if y is None:  # batch by batch, as the attacks see them: a shard predicts the same
             with eval_mode(self.model), on_device(self._resolved, self.device), torch.no_grad():
-                y = check_logits(self.model(x)).argmax(dim=1)
+                y = torch.cat(
+                    [
+                        check_logits(self.model(x[s : s + self.batch_size])).argmax(dim=1)
+                        for s in range(0, n, self.batch_size)
+                    ]
+                )
         return x, as_labels(y, n, None, self.device)
 
     def _batches(self, n: int, desc: str) -> Any:
@@ -339,8 +387,11 @@ class AdversarialTester:
         params: dict[str, Any],
         *,
         evaluate: bool = True,
+        first_batch: int = 0,
     ) -> _Outcome:
-        """Attack ``x`` batch by batch; with ``evaluate``, also classify clean and attacked."""
+        """Attack ``x`` batch by batch; with ``evaluate``, also classify clean and attacked.
+        Batch ``i`` is seeded with ``seed + first_batch + i`` (a shard of a larger evaluation
+        starts at its first batch's global index)."""
         if attack in _attacks.GRADIENT_ATTACKS:
             require_gradients(self._resolved, attack)
         if attack == "autoattack" and not self._resolved.has_gradients:
@@ -360,7 +411,7 @@ class AdversarialTester:
                 if evaluate:
                     with torch.no_grad():
                         clean.append(checked(xb).argmax(dim=1) == yb)
-                extra = {"seed": base_seed + i} if accepts_seed else {}
+                extra = {"seed": base_seed + first_batch + i} if accepts_seed else {}
                 if attack in _attacks.NORM_ATTACKS and epsilon == 0:
                     x_adv = xb.clone()  # the zero ball holds only x itself
                 else:
@@ -491,6 +542,34 @@ class AdversarialTester:
         forward-only ONNX file the standard version runs ``square`` alone and records why the
         gradient attacks were skipped.
         """
+        part = self.evaluate_shard(
+            x,
+            y,
+            epsilon,
+            norm=norm,
+            version=version,
+            attacks=attacks,
+            options=options,
+            seed=seed,
+        )
+        return self.merge_evaluation([part])
+
+    def evaluate_shard(
+        self,
+        x: Any,
+        y: Any = None,
+        epsilon: float = 0.1,
+        *,
+        norm: str = "linf",
+        version: str = "standard",
+        attacks: Sequence[str] | str | None = None,
+        options: dict[str, dict[str, Any]] | None = None,
+        seed: int | None = None,
+        first_batch: int = 0,
+    ) -> EvaluationShard:
+        """:meth:`evaluate` on one shard of a larger evaluation: ``x`` holds whole batches,
+        the first of them batch ``first_batch`` of the whole (seeded ``seed + first_batch``);
+        :meth:`merge_evaluation` of the shards in order is the whole evaluation's result."""
         epsilon = _check_positive(_check_epsilon(epsilon), "autoattack")
         if isinstance(attacks, str):
             attacks = [attacks]
@@ -526,13 +605,35 @@ class AdversarialTester:
                         steps,
                         epsilon=epsilon,
                         input_range=self.input_range,
-                        seed=base_seed + i,
+                        seed=base_seed + first_batch + i,
                     )
                 )
-        seconds = time.perf_counter() - started
-        x_adv = torch.cat([o.x_adv for o in outcomes])
-        clean = torch.cat([o.clean_correct for o in outcomes]).cpu()
-        broken = torch.cat([o.broken_by for o in outcomes]).cpu()
+        return EvaluationShard(
+            x=xt,
+            x_adv=torch.cat([o.x_adv for o in outcomes]),
+            clean_correct=torch.cat([o.clean_correct for o in outcomes]).cpu(),
+            broken_by=torch.cat([o.broken_by for o in outcomes]).cpu(),
+            attack_seconds=tuple(sum(o.seconds[k] for o in outcomes) for k in range(len(names))),
+            seconds=time.perf_counter() - started,
+            epsilon=epsilon,
+            norm=norm,
+            version=version,
+            steps=tuple((name, dict(step)) for name, step in steps),
+            skipped=skipped,
+            seed=base_seed,
+        )
+
+    def merge_evaluation(self, parts: Sequence[EvaluationShard]) -> AutoAttackResult:
+        """The :class:`AutoAttackResult` of the shards ``parts``, in input order (times: the
+        slowest shard's wall time, each attack's time summed over the shards)."""
+        if not parts:
+            raise ConfigError("no shard to merge: the evaluation had no input", path="x")
+        first = parts[0]
+        norm, names = first.norm, [name for name, _ in first.steps]
+        xt = torch.cat([p.x for p in parts]) if len(parts) > 1 else first.x
+        x_adv = torch.cat([p.x_adv for p in parts]) if len(parts) > 1 else first.x_adv
+        clean = torch.cat([p.clean_correct for p in parts])
+        broken = torch.cat([p.broken_by for p in parts])
         linf, l2 = _per_sample_norms(xt, x_adv)
         n = int(xt.shape[0])
         labels = {-1: "", -2: "clean"} | dict(enumerate(names))
@@ -541,11 +642,11 @@ class AdversarialTester:
         }
         size = linf if norm == "linf" else l2
         return AutoAttackResult(
-            attack="autoattack" if version != "custom" or len(names) > 1 else names[0],
-            version=version,
+            attack="autoattack" if first.version != "custom" or len(names) > 1 else names[0],
+            version=first.version,
             attacks=tuple(names),
             norm=norm,
-            epsilon=epsilon,
+            epsilon=first.epsilon,
             n_samples=n,
             n_correct=int(clean.sum()),
             clean_accuracy=_fraction(clean),
@@ -557,18 +658,61 @@ class AdversarialTester:
             linf=tuple(float(v) for v in linf.tolist()),
             l2=tuple(float(v) for v in l2.tolist()),
             max_perturbation=float(size.max()) if n else 0.0,
-            params={name: dict(step) for name, step in steps},
-            seed=base_seed,
-            seconds=seconds,
+            params={name: dict(step) for name, step in first.steps},
+            seed=first.seed,
+            seconds=max(p.seconds for p in parts),
             attack_seconds={
-                name: sum(o.seconds[k] for o in outcomes) for k, name in enumerate(names)
+                name: sum(p.attack_seconds[k] for p in parts) for k, name in enumerate(names)
             },
-            skipped=skipped,
+            skipped=first.skipped,
             batch_size=self.batch_size,
             input_range=self.input_range,
             backend=self._resolved.backend,
             tier=self._resolved.tier,
         )
+
+    def attack_shard(
+        self,
+        x: Any,
+        y: Any = None,
+        attack_type: str = "fgsm",
+        epsilon: float = 0.1,
+        *,
+        first_batch: int = 0,
+        **params: Any,
+    ) -> AttackShard:
+        """:meth:`test_robustness` on one shard of a larger evaluation (whole batches, the
+        first of them batch ``first_batch`` of the whole); :meth:`merge_robustness` of the
+        shards in order is the whole evaluation's result."""
+        attack = _attack_name(attack_type)
+        epsilon = _check_epsilon(epsilon)
+        if attack in _attacks.NORM_ATTACKS:
+            _check_positive(epsilon, attack)
+        _check_params(attack, params)
+        xt, yt = self._inputs(x, y)
+        outcome = self._run(attack, xt, yt, epsilon, dict(params), first_batch=first_batch)
+        return AttackShard(
+            x=xt,
+            x_adv=outcome.x_adv,
+            clean_correct=outcome.clean_correct,
+            adv_correct=outcome.adv_correct,
+            params=outcome.params,
+        )
+
+    def merge_robustness(
+        self, attack_type: str, epsilon: float, parts: Sequence[AttackShard]
+    ) -> RobustnessResult:
+        """The :class:`RobustnessResult` of the shards ``parts`` (in input order)."""
+        if not parts:
+            raise ConfigError("no shard to merge: the evaluation had no input", path="x")
+        attack = _attack_name(attack_type)
+        outcome = _Outcome(
+            torch.cat([p.x_adv for p in parts]),
+            torch.cat([p.clean_correct for p in parts]),
+            torch.cat([p.adv_correct for p in parts]),
+            parts[0].params,
+        )
+        return self._result(attack, epsilon, torch.cat([p.x for p in parts]), outcome)
 
     def robustness_curve(
         self,

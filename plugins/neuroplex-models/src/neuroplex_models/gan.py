@@ -19,6 +19,7 @@ __all__ = [
     "Discriminator",
     "GANModel",
     "Generator",
+    "Verdicts",
     "discriminator_loss",
     "gan_losses",
     "generator_loss",
@@ -74,12 +75,34 @@ class Discriminator(nn.Module):
         return out
 
 
+class Verdicts(nn.Module):
+    """The discriminator on several batches ``(x, labels)`` in one call: one forward per
+    backward, as DistributedDataParallel needs, computing exactly what separate calls do."""
+
+    def __init__(self, discriminator: Discriminator) -> None:
+        super().__init__()
+        self.discriminator = discriminator
+
+    def forward(self, *batches: tuple[Tensor, Tensor | None]) -> tuple[Tensor, ...]:
+        return tuple(self.discriminator(x, labels) for x, labels in batches)
+
+
 def discriminator_loss(
-    model: GANModel, x: Tensor, fake: Tensor, labels: Tensor | None
+    model: GANModel,
+    x: Tensor,
+    fake: Tensor,
+    labels: Tensor | None,
+    *,
+    verdicts: nn.Module | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """BCE of the discriminator: real ``x`` -> 1, generated ``fake`` (detached) -> 0."""
-    real_logits = model.discriminator(x, labels)
-    fake_logits = model.discriminator(fake.detach(), labels)
+    """BCE of the discriminator: real ``x`` -> 1, generated ``fake`` (detached) -> 0.
+    ``verdicts``: a :class:`Verdicts` of ``model.discriminator`` (e.g. wrapped in
+    DistributedDataParallel) that judges both batches in one call."""
+    if verdicts is None:
+        real_logits = model.discriminator(x, labels)
+        fake_logits = model.discriminator(fake.detach(), labels)
+    else:
+        real_logits, fake_logits = verdicts((x, labels), (fake.detach(), labels))
     d_loss = F.binary_cross_entropy_with_logits(
         real_logits, torch.ones_like(real_logits)
     ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))

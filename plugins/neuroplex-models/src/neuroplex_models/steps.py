@@ -12,7 +12,13 @@ from torch import Tensor, nn
 from neuroplex.errors import DataError
 from neuroplex.steps import Optimize
 from neuroplex_models.autoencoder import AutoencoderModel, reconstruction_losses
-from neuroplex_models.gan import GANModel, discriminator_loss, gan_losses, generator_loss
+from neuroplex_models.gan import (
+    GANModel,
+    Verdicts,
+    discriminator_loss,
+    gan_losses,
+    generator_loss,
+)
 
 __all__ = ["AutoencoderStep", "GANStep"]
 
@@ -36,7 +42,24 @@ def _expect(model: nn.Module, cls: type[Any]) -> Any:
 class GANStep:
     """Alternating non-saturating GAN updates: the discriminator on real vs generated, then
     the generator (discriminator frozen) to fool it. Labels are used only by a conditional
-    GAN. Metrics: ``loss`` (d + g), ``d_loss``, ``g_loss``, discriminator accuracies."""
+    GAN. Metrics: ``loss`` (d + g), ``d_loss``, ``g_loss``, discriminator accuracies.
+
+    Under ``ddp`` (:class:`neuroplex.protocols.SubnetworkStep`) the generator and a
+    :class:`~neuroplex_models.gan.Verdicts` of the discriminator are each wrapped in
+    DistributedDataParallel: one generator forward per generator backward, and one call
+    judging the real and the generated batch per discriminator backward. The generator's
+    loss goes through the bare discriminator with its parameters frozen, so it leaves no
+    gradient its wrapper would wait for. One process computes exactly what it always did."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, nn.Module] = {}
+
+    def subnetworks(self, model: nn.Module) -> Mapping[str, nn.Module]:
+        gan: GANModel = _expect(model, GANModel)
+        return {"discriminator": Verdicts(gan.discriminator), "generator": gan.generator}
+
+    def bind(self, wrapped: Mapping[str, nn.Module]) -> None:
+        self._wrapped = dict(wrapped)
 
     def param_groups(self, model: nn.Module) -> Mapping[str, Iterable[nn.Parameter]]:
         gan: GANModel = _expect(model, GANModel)
@@ -54,8 +77,9 @@ class GANStep:
     def train_step(self, model: nn.Module, batch: Any, optimize: Optimize) -> Mapping[str, Tensor]:
         gan: GANModel = _expect(model, GANModel)
         x, labels, z = self._inputs(gan, batch)
-        fake = gan.generator(z, labels)
-        d_loss, metrics = discriminator_loss(gan, x, fake, labels)
+        fake = self._wrapped.get("generator", gan.generator)(z, labels)
+        verdicts = self._wrapped.get("discriminator")
+        d_loss, metrics = discriminator_loss(gan, x, fake, labels, verdicts=verdicts)
         optimize("discriminator", d_loss)
         # a frozen discriminator: the generator's loss leaves no gradient on it
         d_params = [p for p in gan.discriminator.parameters() if p.requires_grad]
