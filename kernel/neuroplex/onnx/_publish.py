@@ -27,9 +27,9 @@ from torch import nn
 from neuroplex.errors import ExportError
 from neuroplex.onnx._convert import export_losses, export_vjp, first_line, graph_module, to_onnx
 from neuroplex.onnx.metadata import encode_metadata
-from neuroplex.onnx.results import GraphExport
+from neuroplex.onnx.results import GraphExport, VerificationReport
 from neuroplex.onnx.runtime import OnnxModule
-from neuroplex.onnx.verify import VerificationReport, verify_loss_graph, verify_onnx
+from neuroplex.onnx.verify import verify_loss_graph, verify_onnx
 
 __all__ = ["export_graph", "verify_graph", "verify_losses"]
 
