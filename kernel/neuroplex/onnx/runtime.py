@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from neuroplex.analysis.inputs import check_input_range
 from neuroplex.errors import ConfigError, DataError, ExportError
 from neuroplex.onnx._checks import MAX_ONNX_BYTES, load_checked_model
 from neuroplex.onnx.metadata import decode_metadata
@@ -85,28 +86,6 @@ class LossGradient:
     output: torch.Tensor
     loss: torch.Tensor
     grad: torch.Tensor
-
-
-def check_input_range(value: Any) -> tuple[float, float]:
-    """``value`` as a finite ``(min, max)`` pair with ``min < max``.
-
-    Raises:
-        ConfigError: one line naming ``input_range``, the value and what is allowed.
-    """
-    import math
-
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"input_range must be two numbers (min, max), got {value!r}", path="input_range"
-        ) from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ConfigError(
-            f"input_range must be finite with min < max, got ({lo:g}, {hi:g})",
-            path="input_range",
-        )
-    return (lo, hi)
 
 
 def _spec(arg: Any) -> InputSpec:

@@ -21,6 +21,7 @@ import attrs
 import numpy as np
 import torch
 
+from neuroplex.analysis.inputs import check_input_range
 from neuroplex.analysis.robustness import robustness_rows, robustness_section
 from neuroplex.atomic import write_json
 from neuroplex.config import DataConfig
@@ -89,7 +90,6 @@ def analyze_file(
     (``--input-range MIN MAX``) overrides the file's metadata; files from other tools have
     none, and attacks then need it."""
     from neuroplex.onnx import load_onnx
-    from neuroplex.onnx.runtime import check_input_range
 
     if n_samples is not None and n_samples < 1:
         raise ConfigError(f"--n-samples must be >= 1, got {n_samples}", path="--n-samples")
