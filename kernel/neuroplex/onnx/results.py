@@ -1,5 +1,7 @@
-"""The result records of the ONNX bridge (frozen attrs records).
+"""The records of the ONNX bridge (frozen attrs records).
 
+* :class:`InputSpec`: one graph input of an :class:`~neuroplex.onnx.OnnxModule`;
+  :class:`LossGradient`: one call of :meth:`~neuroplex.onnx.OnnxModule.loss_and_grad`;
 * :class:`VerificationRow` / :class:`VerificationReport`: one comparison of ONNX Runtime with
   PyTorch, and the table :func:`~neuroplex.onnx.verify_onnx` returns;
 * :class:`GraphExport` / :class:`ExportResult`: what :func:`~neuroplex.onnx.export_onnx`
@@ -12,8 +14,45 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import torch
 
-__all__ = ["ExportResult", "GraphExport", "VerificationReport", "VerificationRow"]
+__all__ = [
+    "ExportResult",
+    "GraphExport",
+    "InputSpec",
+    "LossGradient",
+    "VerificationReport",
+    "VerificationRow",
+]
+
+
+@attrs.frozen
+class InputSpec:
+    """One graph input: ``shape`` has ``None`` for dynamic dimensions (the batch)."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: torch.dtype
+
+    def describe(self) -> str:
+        dims = ", ".join("N" if d is None else str(d) for d in self.shape)
+        return f"{self.name}: ({dims}) {str(self.dtype).removeprefix('torch.')}"
+
+
+@attrs.frozen(kw_only=True)
+class LossGradient:
+    """One call of a fused loss-gradient graph (:meth:`OnnxModule.loss_and_grad`).
+
+    Attributes:
+        output: the model output ``(N, C)``.
+        loss: the per-sample loss ``(N,)``.
+        grad: ``d sum(loss) / d input``, the input's shape (row ``i`` is the gradient of
+            ``loss[i]`` alone: samples are independent in eval mode).
+    """
+
+    output: torch.Tensor
+    loss: torch.Tensor
+    grad: torch.Tensor
 
 
 @attrs.frozen(kw_only=True)
