@@ -88,6 +88,8 @@ def export_graph(
     losses: tuple[str, ...],
     bar: Any,
 ) -> GraphExport:
+    """Convert graph ``graph`` of ``model``, write, verify and publish its files at ``target``
+    (forward, VJP and loss graphs); ``bar`` advances three steps."""
     start = time.perf_counter()
     module = graph_module(model, graph)
     names = (

@@ -49,6 +49,7 @@ _FLOAT_ELEM_TYPES = {1, 10, 11, 16}  # onnx.TensorProto FLOAT, FLOAT16, DOUBLE, 
 
 
 def input_spec(arg: Any) -> InputSpec:
+    """The :class:`InputSpec` of one ``session.get_inputs()`` entry (dynamic dims ``None``)."""
     dtype = _ORT_DTYPES.get(arg.type)
     if dtype is None:
         raise ExportError(f"graph input {arg.name!r} has unsupported type {arg.type}")
@@ -57,6 +58,7 @@ def input_spec(arg: Any) -> InputSpec:
 
 
 def resolve_device(device: Any) -> torch.device:
+    """The requested device; ``None``: CUDA when a GPU and the CUDA provider are there."""
     if device is None:
         import onnxruntime as ort
 
@@ -68,6 +70,7 @@ def resolve_device(device: Any) -> torch.device:
 
 
 def providers_for(device: torch.device, tf32: bool) -> list[Any]:
+    """ONNX Runtime execution providers for ``device`` (CUDA falls back to CPU)."""
     if device.type == "cuda":
         options = {"device_id": device.index or 0, "use_tf32": int(tf32)}
         return [("CUDAExecutionProvider", options), "CPUExecutionProvider"]
@@ -75,6 +78,7 @@ def providers_for(device: torch.device, tf32: bool) -> list[Any]:
 
 
 def session_options(intra_op_threads: int | None, spin: bool) -> Any:
+    """Session options: every graph optimization, sequential, quiet, spinning as asked."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -188,4 +192,5 @@ def run_cuda(
 
 
 def numpy_dtype(dtype: torch.dtype) -> Any:
+    """The NumPy dtype of a torch dtype."""
     return torch.empty((), dtype=dtype).numpy().dtype
