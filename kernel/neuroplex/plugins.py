@@ -11,7 +11,9 @@ Selection happens *before* import, by entry-point name:
 * ``NEUROPLEX_STRICT_PLUGINS=1`` — any failure or conflict raises;
 * ``NEUROPLEX_PREFER`` — ``kind:name=distribution`` pairs resolving duplicate names;
 
-and the same keys in a run spec's ``[plugins]`` table.
+and the same keys in a run spec's ``[plugins]`` table. The records the manager reports
+(:class:`PluginInfo`, :class:`Registration`, :class:`Conflict`) are defined in
+:mod:`neuroplex._plugin_records` and imported from here.
 """
 
 from __future__ import annotations
@@ -23,14 +25,14 @@ import traceback
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import metadata
-from typing import Any, Literal
+from typing import Any
 
-import attrs
 import pluggy
 
 from neuroplex import hookspecs
+from neuroplex._plugin_records import Conflict, LoadedPlugin, PluginInfo, Registration
 from neuroplex.errors import PluginError
-from neuroplex.records import KINDS, RECORD_TYPES, ComponentRecord, FrozenDict, normalize_name
+from neuroplex.records import KINDS, RECORD_TYPES, normalize_name
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -45,77 +47,6 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "neuroplex"
 LOCAL_DISTRIBUTION = "<local>"
-
-Status = Literal["ok", "failed", "blocked", "disabled"]
-
-
-@attrs.frozen(kw_only=True)
-class PluginInfo:
-    """One plugin as the CLI lists it.
-
-    ``status``: ``ok`` (loaded), ``failed`` (import/registration/validation error),
-    ``blocked`` (not in the allow list), ``disabled`` (in the deny list). Blocked and disabled
-    plugins are never imported.
-    """
-
-    name: str
-    module: str
-    distribution: str
-    version: str
-    status: Status
-    error: str | None = None
-    detail: str | None = None
-    components: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict, converter=FrozenDict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "module": self.module,
-            "distribution": self.distribution,
-            "version": self.version,
-            "status": self.status,
-            "error": self.error,
-            "components": {k: list(v) for k, v in self.components.items()},
-        }
-
-    def failure_line(self) -> str:
-        """The one line users see for a failed plugin."""
-        return (
-            f"neuroplex: plugin {self.name!r} ({self.distribution} {self.version}) "
-            f"failed: {self.error}"
-        )
-
-
-@attrs.frozen(kw_only=True)
-class Registration:
-    """A component record and where it came from."""
-
-    record: ComponentRecord
-    plugin: str
-    distribution: str
-    version: str
-
-    @property
-    def origin(self) -> str:
-        return f"{self.distribution} {self.version}".strip()
-
-
-@attrs.frozen(kw_only=True)
-class Conflict:
-    """Two or more distributions registering the same (kind, name)."""
-
-    kind: str
-    name: str
-    candidates: tuple[Registration, ...]
-
-    def message(self) -> str:
-        who = " and ".join(f"{r.distribution} (plugin {r.plugin!r})" for r in self.candidates)
-        first = self.candidates[0].distribution
-        return (
-            f"{self.kind} {self.name!r} is registered by both {who}; choose one with "
-            f'[plugins] prefer = {{"{self.kind}:{self.name}" = "{first}"}} in the spec or '
-            f"NEUROPLEX_PREFER={self.kind}:{self.name}={first}"
-        )
 
 
 def _split_env(value: str | None) -> list[str] | None:
@@ -135,42 +66,6 @@ def _parse_prefer(value: str | None) -> dict[str, str]:
 
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-class _Plugin:
-    """Book-keeping for one loaded plugin module/object."""
-
-    def __init__(self, name: str, module: str, distribution: str, version: str) -> None:
-        self.name = name
-        self.module = module
-        self.distribution = distribution
-        self.version = version
-        self.status: Status = "ok"
-        self.error: str | None = None
-        self.detail: str | None = None
-        self.obj: object | None = None
-        self.registrations: list[Registration] = []
-
-    def fail(self, error: str, detail: str | None = None) -> None:
-        self.status = "failed"
-        self.error = error
-        self.detail = detail
-        self.registrations = []
-
-    def info(self) -> PluginInfo:
-        components: dict[str, list[str]] = {}
-        for reg in self.registrations:
-            components.setdefault(reg.record.kind, []).append(reg.record.name)
-        return PluginInfo(
-            name=self.name,
-            module=self.module,
-            distribution=self.distribution,
-            version=self.version,
-            status=self.status,
-            error=self.error,
-            detail=self.detail,
-            components={k: tuple(v) for k, v in components.items()},
-        )
 
 
 class PluginManager:
@@ -200,7 +95,7 @@ class PluginManager:
         self.prefer = {normalize_name(k): v for k, v in (prefer or {}).items()}
         self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self._pm.add_hookspecs(hookspecs)
-        self._plugins: dict[str, _Plugin] = {}
+        self._plugins: dict[str, LoadedPlugin] = {}
         self._index: dict[str, dict[str, list[Registration]]] | None = None
         if autoload:
             self.load_entry_points(entry_points)
@@ -240,7 +135,7 @@ class PluginManager:
         name = ep.name
         if name in self._plugins:
             other = self._plugins[name]
-            plugin = _Plugin(f"{name}@{dist_name}", ep.value, dist_name, version)
+            plugin = LoadedPlugin(f"{name}@{dist_name}", ep.value, dist_name, version)
             plugin.fail(
                 f"entry-point name {name!r} is already used by {other.distribution}; "
                 "rename one of the entry points"
@@ -248,7 +143,7 @@ class PluginManager:
             self._plugins[plugin.name] = plugin
             self._maybe_raise(plugin)
             return
-        plugin = _Plugin(name, ep.value, dist_name, version)
+        plugin = LoadedPlugin(name, ep.value, dist_name, version)
         self._plugins[name] = plugin
         norm = normalize_name(name)
         if self.enable is not None and norm not in self.enable:
@@ -277,7 +172,7 @@ class PluginManager:
         if name in self._plugins:
             raise PluginError(f"a plugin named {name!r} is already registered")
         module = getattr(obj, "__name__", type(obj).__name__)
-        plugin = _Plugin(name, str(module), distribution, version)
+        plugin = LoadedPlugin(name, str(module), distribution, version)
         self._plugins[name] = plugin
         self._register(plugin, obj)
         self._index = None
@@ -289,7 +184,7 @@ class PluginManager:
             self._pm.unregister(plugin.obj)
         self._index = None
 
-    def _register(self, plugin: _Plugin, obj: object) -> None:
+    def _register(self, plugin: LoadedPlugin, obj: object) -> None:
         mismatch = _api_mismatch(obj)
         if mismatch is not None:
             plugin.fail(mismatch)
@@ -329,7 +224,7 @@ class PluginManager:
                 problems.append(f"hookimpl {caller.name!r} matches no neuroplex hook{hint}")
         return "; ".join(problems) or None
 
-    def _collect(self, plugin: _Plugin) -> None:
+    def _collect(self, plugin: LoadedPlugin) -> None:
         assert plugin.obj is not None
         callers = {c.name: c for c in self._pm.get_hookcallers(plugin.obj) or []}
         for kind in KINDS:
@@ -362,7 +257,7 @@ class PluginManager:
                         )
                     )
 
-    def _maybe_raise(self, plugin: _Plugin) -> None:
+    def _maybe_raise(self, plugin: LoadedPlugin) -> None:
         if self.strict:
             raise PluginError(plugin.info().failure_line() + " (strict mode)")
 

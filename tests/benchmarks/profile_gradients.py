@@ -37,9 +37,9 @@ def _ort_profile(
     """Milliseconds per call of each ONNX operator type of the fused CE graph."""
     import onnxruntime as ort
 
-    from neuroplex.onnx.runtime import _session_options
+    from neuroplex.onnx._session import session_options
 
-    options = _session_options(threads, False)
+    options = session_options(threads, False)
     for _ in range(2):  # warm-up without the profiler
         ort.InferenceSession(str(path), options).run(
             None, {"input": x.numpy(), "labels": y.numpy()}

@@ -203,15 +203,15 @@ def test_tampered_gradient_graph_is_not_used(cnn_export: Any, tmp_path: Path) ->
 
 
 def test_fixed_batch_gradient_graph_pads_any_batch(tmp_path: Path) -> None:
+    from neuroplex.onnx._convert import to_onnx
     from neuroplex.onnx._gradients import VjpModule, trace_vjp
-    from neuroplex.onnx.export import _to_onnx
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).eval()
     x = torch.randn(3, 4)
-    fwd = _to_onnx(model, (x,), opset=18, input_names=["input"], output_names=["output"], graph="m")
+    fwd = to_onnx(model, (x,), opset=18, input_names=["input"], output_names=["output"], graph="m")
     traced = trace_vjp(model, x, symbolic=False)
-    vjp = _to_onnx(
+    vjp = to_onnx(
         VjpModule(traced).eval(),
         (x, torch.zeros(3, 3)),
         opset=18,

@@ -13,11 +13,13 @@ Analysis code written against ``torch.nn.Module`` runs unchanged on an exported 
 * **activations** — :meth:`OnnxModule.activations` exposes the output of every PyTorch
   module that survives in the graph (found through the exporter's node metadata
   ``pkg.torch.onnx.name_scopes``) as extra graph outputs of a second session.
+
+The session plumbing (providers, options, input specs and checks, the CUDA IO-binding run, the
+activation map) is :mod:`neuroplex.onnx._session`; the records are in :mod:`neuroplex.onnx.results`.
 """
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import os
 import warnings
@@ -25,168 +27,40 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import attrs
 import numpy as np
 import torch
 from torch import nn
 
+from neuroplex.analysis.inputs import check_input_range
 from neuroplex.errors import ConfigError, DataError, ExportError
 from neuroplex.onnx._checks import MAX_ONNX_BYTES, load_checked_model
+from neuroplex.onnx._session import (
+    DEFAULT_DISABLED_OPTIMIZERS,
+    activation_map,
+    explain_bad_inputs,
+    input_spec,
+    numpy_dtype,
+    providers_for,
+    resolve_device,
+    run_cuda,
+    session_options,
+)
 from neuroplex.onnx.metadata import decode_metadata
-from neuroplex.torchutils import torch_device
+from neuroplex.onnx.results import InputSpec, LossGradient
 
-__all__ = ["InputSpec", "LossGradient", "OnnxModule", "check_input_range", "load_onnx", "predict"]
+__all__ = [
+    "DEFAULT_DISABLED_OPTIMIZERS",
+    "InputSpec",
+    "LossGradient",
+    "OnnxModule",
+    "activation_map",
+    "check_input_range",
+    "load_onnx",
+    "predict",
+]
 
-_ORT_DTYPES: dict[str, torch.dtype] = {
-    "tensor(float)": torch.float32,
-    "tensor(double)": torch.float64,
-    "tensor(float16)": torch.float16,
-    "tensor(bfloat16)": torch.bfloat16,
-    "tensor(int64)": torch.int64,
-    "tensor(int32)": torch.int32,
-    "tensor(int16)": torch.int16,
-    "tensor(int8)": torch.int8,
-    "tensor(uint8)": torch.uint8,
-    "tensor(bool)": torch.bool,
-}
-#: ORT fusions left off by default: on this CPU build ``SkipLayerNormFusion`` made exported
-#: transformer encoders slower (d=64: 3.05 -> 2.06 ms, d=256: 41.9 -> 34.1 ms per batch of 64
-#: when disabled, 1 thread), so OnnxModule turns it off; pass ``disabled_optimizers=()`` to keep it
-DEFAULT_DISABLED_OPTIMIZERS: tuple[str, ...] = ("SkipLayerNormFusion",)
-_FLOAT_ELEM_TYPES = {1, 10, 11, 16}  # onnx.TensorProto FLOAT, FLOAT16, DOUBLE, BFLOAT16
 #: a loss graph spliced on first use onto the derived VJP graph (not a file)
 _DERIVED = b"<derived>"
-
-
-@attrs.frozen
-class InputSpec:
-    """One graph input: ``shape`` has ``None`` for dynamic dimensions (the batch)."""
-
-    name: str
-    shape: tuple[int | None, ...]
-    dtype: torch.dtype
-
-    def describe(self) -> str:
-        dims = ", ".join("N" if d is None else str(d) for d in self.shape)
-        return f"{self.name}: ({dims}) {str(self.dtype).removeprefix('torch.')}"
-
-
-@attrs.frozen(kw_only=True)
-class LossGradient:
-    """One call of a fused loss-gradient graph (:meth:`OnnxModule.loss_and_grad`).
-
-    Attributes:
-        output: the model output ``(N, C)``.
-        loss: the per-sample loss ``(N,)``.
-        grad: ``d sum(loss) / d input``, the input's shape (row ``i`` is the gradient of
-            ``loss[i]`` alone: samples are independent in eval mode).
-    """
-
-    output: torch.Tensor
-    loss: torch.Tensor
-    grad: torch.Tensor
-
-
-def check_input_range(value: Any) -> tuple[float, float]:
-    """``value`` as a finite ``(min, max)`` pair with ``min < max``.
-
-    Raises:
-        ConfigError: one line naming ``input_range``, the value and what is allowed.
-    """
-    import math
-
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"input_range must be two numbers (min, max), got {value!r}", path="input_range"
-        ) from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ConfigError(
-            f"input_range must be finite with min < max, got ({lo:g}, {hi:g})",
-            path="input_range",
-        )
-    return (lo, hi)
-
-
-def _spec(arg: Any) -> InputSpec:
-    dtype = _ORT_DTYPES.get(arg.type)
-    if dtype is None:
-        raise ExportError(f"graph input {arg.name!r} has unsupported type {arg.type}")
-    shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in arg.shape)
-    return InputSpec(arg.name, shape, dtype)
-
-
-def _resolve_device(device: Any) -> torch.device:
-    if device is None:
-        import onnxruntime as ort
-
-        cuda = torch.cuda.is_available() and "CUDAExecutionProvider" in (
-            ort.get_available_providers()
-        )
-        return torch.device("cuda" if cuda else "cpu")
-    return torch_device(device)
-
-
-def _providers_for(device: torch.device, tf32: bool) -> list[Any]:
-    if device.type == "cuda":
-        options = {"device_id": device.index or 0, "use_tf32": int(tf32)}
-        return [("CUDAExecutionProvider", options), "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
-
-
-def _session_options(intra_op_threads: int | None, spin: bool) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    # without spinning, idle ORT worker threads do not steal cores from the PyTorch code that
-    # runs between calls (attacks, attributions); spin=True trades that for lower latency
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
-    if intra_op_threads is not None:
-        options.intra_op_num_threads = int(intra_op_threads)
-    return options
-
-
-def _name_scope(node: Any) -> list[str] | None:
-    for prop in node.metadata_props:
-        if prop.key == "pkg.torch.onnx.name_scopes":
-            try:
-                scopes = ast.literal_eval(prop.value)
-            except (ValueError, SyntaxError):
-                return None
-            return [str(s) for s in scopes] if isinstance(scopes, list) else None
-    return None
-
-
-def activation_map(model: Any) -> dict[str, str]:
-    """``{PyTorch module name: ONNX value name}`` of each module's output, in graph order.
-
-    A module's output is the first output of the last node (in topological order) the
-    exporter attributed to it or to its children that yields a floating-point tensor.
-    Modules the exporter fused away (a BatchNorm folded into a Conv) have no entry.
-    """
-    import onnx
-
-    types: dict[str, int] = {}
-    graph = model.graph
-    for info in (*graph.value_info, *graph.output, *graph.input):
-        types[info.name] = info.type.tensor_type.elem_type
-    if not graph.value_info:
-        inferred = onnx.shape_inference.infer_shapes(model)
-        for info in inferred.graph.value_info:
-            types[info.name] = info.type.tensor_type.elem_type
-    last: dict[str, str] = {}
-    for node in graph.node:
-        scopes = _name_scope(node)
-        if not scopes or not node.output or types.get(node.output[0]) not in _FLOAT_ELEM_TYPES:
-            continue
-        for module in scopes[1:-1]:
-            if module:
-                last[module] = node.output[0]
-    return last
 
 
 class _OrtVjp(torch.autograd.Function):
@@ -274,8 +148,6 @@ class OnnxModule(nn.Module):
         probabilities: str = "log",
     ) -> None:
         super().__init__()
-        import onnxruntime as ort
-
         self._input_range = None if input_range is None else check_input_range(input_range)
         if probabilities not in ("log", "keep"):
             raise ConfigError(
@@ -300,20 +172,15 @@ class OnnxModule(nn.Module):
         if derived:
             self._rewrite_probabilities(probabilities)
             self._rebatch()
-        requested = _resolve_device(device)
+        requested = resolve_device(device)
         self._providers = (
-            list(providers) if providers is not None else _providers_for(requested, tf32)
+            list(providers) if providers is not None else providers_for(requested, tf32)
         )
-        self._options = _session_options(intra_op_threads, spin)
+        self._options = session_options(intra_op_threads, spin)
         self._disabled = list(disabled_optimizers)
         self._max_bytes = max_bytes
         try:
-            self.session = ort.InferenceSession(
-                self._proto.SerializeToString(),
-                self._options,
-                providers=self._providers,
-                disabled_optimizers=self._disabled,
-            )
+            self.session = self._new_session(self._proto)
         except Exception as exc:  # ORT raises its own exception types for bad graphs
             raise ExportError(f"ONNX Runtime cannot load {self._what()}: {exc}") from None
         active = self.session.get_providers()
@@ -329,7 +196,7 @@ class OnnxModule(nn.Module):
             if "CUDAExecutionProvider" in active and requested.type == "cuda"
             else torch.device("cpu")
         )
-        self.input_specs = tuple(_spec(arg) for arg in self.session.get_inputs())
+        self.input_specs = tuple(input_spec(arg) for arg in self.session.get_inputs())
         self.output_names = tuple(out.name for out in self.session.get_outputs())
         self._plans: dict[int, tuple[list[str], list[str], Any]] = {}
         self._on_cpu = self.device.type == "cpu"
@@ -394,6 +261,17 @@ class OnnxModule(nn.Module):
         inputs = "; ".join(spec.describe() for spec in self.input_specs)
         return f"{self._what()}, inputs=[{inputs}], providers={self.providers}, tier={self.tier}"
 
+    def _new_session(self, proto: Any) -> Any:
+        """An ONNX Runtime session of ``proto`` with this module's options and providers."""
+        import onnxruntime as ort
+
+        return ort.InferenceSession(
+            proto.SerializeToString(),
+            self._options,
+            providers=self._providers,
+            disabled_optimizers=self._disabled,
+        )
+
     def _what(self) -> str:
         return repr(str(self._source)) if self._source is not None else "<bytes>"
 
@@ -447,15 +325,8 @@ class OnnxModule(nn.Module):
         return digest.hexdigest()
 
     def _open_vjp(self, proto: Any, source: str, reason: str) -> tuple[str, str]:
-        import onnxruntime as ort
-
         try:
-            self._vjp_session = ort.InferenceSession(
-                proto.SerializeToString(),
-                self._options,
-                providers=self._providers,
-                disabled_optimizers=self._disabled,
-            )
+            self._vjp_session = self._new_session(proto)
         except Exception as exc:  # ORT raises its own exception types
             return "forward_only", f"ONNX Runtime cannot load the gradient graph: {exc}"
         names = [i.name for i in self._vjp_session.get_inputs()]
@@ -478,23 +349,13 @@ class OnnxModule(nn.Module):
         """Sessions of the split VJP graph (forward with saved tensors, backward), built on
         first use; ``None`` when the graph cannot be split (then the VJP session is used)."""
         if self._split is None and self._vjp_proto is not None:
-            import onnxruntime as ort
-
             from neuroplex.onnx._partition import partition_vjp
 
             proto, self._vjp_proto = self._vjp_proto, None
             try:
                 parts = partition_vjp(proto)
                 if parts is not None:
-                    fwd, bwd = (
-                        ort.InferenceSession(
-                            p.SerializeToString(),
-                            self._options,
-                            providers=self._providers,
-                            disabled_optimizers=self._disabled,
-                        )
-                        for p in parts[:2]
-                    )
+                    fwd, bwd = (self._new_session(p) for p in parts[:2])
                     self._split = (fwd, bwd)
             except Exception:  # an unusual graph: keep the VJP path, which is verified
                 self._split = None
@@ -568,8 +429,6 @@ class OnnxModule(nn.Module):
         return loss in self._loss_sources
 
     def _loss_session(self, loss: str) -> tuple[Any, int | None]:
-        import onnxruntime as ort
-
         cached = self._loss_sessions.get(loss)
         if cached is not None:
             return cached
@@ -592,12 +451,7 @@ class OnnxModule(nn.Module):
                     f"the {loss!r} loss graph {str(source)!r} does not match this model: refused"
                 )
         proto = load_checked_model(source, max_bytes=self._max_bytes)
-        session = ort.InferenceSession(
-            proto.SerializeToString(),
-            self._options,
-            providers=self._providers,
-            disabled_optimizers=self._disabled,
-        )
+        session = self._new_session(proto)
         batch = session.get_inputs()[0].shape[0]
         cached = (session, batch if isinstance(batch, int) else None)
         self._loss_sessions[loss] = cached
@@ -676,35 +530,7 @@ class OnnxModule(nn.Module):
                 if len(inputs) == 1:
                     self._last_ok = (inputs[0].shape, inputs[0].dtype)
                 return
-        self._explain_bad_inputs(inputs)
-
-    def _explain_bad_inputs(self, inputs: Sequence[Any]) -> None:
-        expected = ", ".join(spec.describe() for spec in self.input_specs)
-        if len(inputs) != len(self.input_specs):
-            raise DataError(
-                f"the ONNX model takes {len(self.input_specs)} input(s) [{expected}], "
-                f"got {len(inputs)}"
-            )
-        for tensor, spec in zip(inputs, self.input_specs, strict=True):
-            if not isinstance(tensor, torch.Tensor):
-                raise DataError(
-                    f"input {spec.name!r} must be a torch.Tensor [{spec.describe()}], "
-                    f"got {type(tensor).__name__}"
-                )
-            if tensor.dtype != spec.dtype:
-                raise DataError(
-                    f"input {spec.name!r} has dtype {tensor.dtype}, expected {spec.dtype} "
-                    f"[{spec.describe()}]: convert it with .to({spec.dtype})"
-                )
-            shape = tuple(tensor.shape)
-            if len(shape) != len(spec.shape) or any(
-                want is not None and want != got
-                for want, got in zip(spec.shape, shape, strict=True)
-            ):
-                raise DataError(
-                    f"input {spec.name!r} has shape {shape}, expected [{spec.describe()}] "
-                    "(N = any batch size)"
-                )
+        explain_bad_inputs(self.input_specs, inputs)
 
     def _plan(self, session: Any) -> tuple[list[str], list[str], Any]:
         """Cached input names, output names and run function of a session."""
@@ -723,7 +549,7 @@ class OnnxModule(nn.Module):
     def _run(self, inputs: Sequence[torch.Tensor], session: Any = None) -> list[torch.Tensor]:
         session = self.session if session is None else session
         if not self._on_cpu:
-            return self._run_cuda(inputs, session)
+            return run_cuda(session, inputs, self.device)
         names, output_names, run = self._plan(session)
         feed = {}
         all_cpu = True
@@ -740,32 +566,6 @@ class OnnxModule(nn.Module):
             return [torch.from_numpy(o) for o in outputs]
         target = inputs[0].device
         return [torch.from_numpy(o).to(target) for o in outputs]
-
-    def _run_cuda(self, inputs: Sequence[torch.Tensor], session: Any) -> list[torch.Tensor]:
-        # IO binding: inputs and outputs stay in device memory (no host round trip)
-        binding = session.io_binding()
-        index = self.device.index or 0
-        keep = []
-        for arg, tensor in zip(session.get_inputs(), inputs, strict=True):
-            t = tensor.detach().to(self.device).contiguous()
-            keep.append(t)
-            binding.bind_input(
-                arg.name,
-                "cuda",
-                index,
-                _numpy_dtype(t.dtype),
-                list(t.shape),
-                t.data_ptr(),
-            )
-        for out in session.get_outputs():
-            binding.bind_output(out.name, "cuda", index)
-        # ORT runs on its own stream: make PyTorch's pending writes to the inputs visible
-        torch.cuda.current_stream(self.device).synchronize()
-        session.run_with_iobinding(binding)
-        outputs = [torch.utils.dlpack.from_dlpack(value) for value in binding.get_outputs()]
-        target = inputs[0].device if inputs else self.device
-        # outputs follow the inputs: CPU tensors in, CPU tensors out
-        return outputs if target.type == "cuda" else [o.to(target) for o in outputs]
 
     def forward(self, *inputs: torch.Tensor) -> Any:
         """Run the model; one output gives a tensor, several a tuple.
@@ -827,7 +627,6 @@ class OnnxModule(nn.Module):
             names: only these module names (default: all of :meth:`activation_names`).
         """
         import onnx
-        import onnxruntime as ort
 
         available = self.activation_names()
         wanted = list(names) if names is not None else available
@@ -846,21 +645,12 @@ class OnnxModule(nn.Module):
             for value in dict.fromkeys(self._activation_map.values()):
                 if value not in existing:
                     proto.graph.output.append(onnx.ValueInfoProto(name=value))
-            self._activation_session = ort.InferenceSession(
-                proto.SerializeToString(),
-                self._options,
-                providers=self._providers,
-                disabled_optimizers=self._disabled,
-            )
+            self._activation_session = self._new_session(proto)
         outputs = self._run(list(inputs), self._activation_session)
         by_value = {
             o.name: t for o, t in zip(self._activation_session.get_outputs(), outputs, strict=True)
         }
         return {n: by_value[self._activation_map[n]] for n in wanted}
-
-
-def _numpy_dtype(dtype: torch.dtype) -> Any:
-    return torch.empty((), dtype=dtype).numpy().dtype
 
 
 def load_onnx(path: str | os.PathLike[str] | bytes, **options: Any) -> OnnxModule:
@@ -878,5 +668,5 @@ def predict(path: str | os.PathLike[str] | OnnxModule, array: Any, **options: An
     arr = np.asarray(array)
     want = module.input_specs[0].dtype
     if want.is_floating_point and np.issubdtype(arr.dtype, np.floating):
-        arr = arr.astype(_numpy_dtype(want), copy=False)
+        arr = arr.astype(numpy_dtype(want), copy=False)
     return module.run_numpy(arr)[0]

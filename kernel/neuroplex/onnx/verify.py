@@ -22,12 +22,12 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import attrs
 import numpy as np
 import torch
 from torch import nn
 
 from neuroplex.errors import ExportError
+from neuroplex.onnx.results import VerificationReport, VerificationRow
 from neuroplex.onnx.runtime import InputSpec, OnnxModule
 from neuroplex.torchutils import eval_mode
 
@@ -51,100 +51,6 @@ _TINY = 1e-12
 def default_tolerances(device: torch.device | str) -> tuple[float, float]:
     """``(atol, rtol)`` for a device: CPU ``(1e-5, 1e-4)``, CUDA ``(1e-4, 1e-3)``."""
     return (1e-4, 1e-3) if torch.device(device).type == "cuda" else (1e-5, 1e-4)
-
-
-@attrs.frozen(kw_only=True)
-class VerificationRow:
-    """One output of one test case.
-
-    Attributes:
-        graph: the graph name (``"model"``, ``"generator"`` ...).
-        case: ``random``, ``zeros``, ``min``, ``max``, ``ones``, ``minus_ones`` or ``gradient``.
-        batch: batch size of the case.
-        output: the ONNX output name (``grad_input`` for the gradient graph).
-        max_abs: maximum absolute error.
-        max_rel: maximum relative error (``|d| / max(|torch|, 1e-12)``).
-        argmax_agreement: fraction of rows whose argmax agrees (``None`` when not a score matrix).
-        sign_agreement: gradient rows: fraction of significant entries whose signs agree.
-        passed: the row is within tolerance.
-    """
-
-    graph: str
-    case: str
-    batch: int
-    output: str
-    max_abs: float
-    max_rel: float
-    argmax_agreement: float | None = None
-    sign_agreement: float | None = None
-    passed: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
-
-
-@attrs.frozen(kw_only=True)
-class VerificationReport:
-    """Result of :func:`verify_onnx`: one row per (case, batch, output).
-
-    Attributes:
-        source: the ONNX file verified (or ``<bytes>``).
-        rows: the comparisons.
-        atol, rtol: forward tolerances; grad_atol: gradient tolerance.
-        device: where ONNX Runtime ran; providers: its active execution providers.
-    """
-
-    source: str
-    rows: tuple[VerificationRow, ...]
-    atol: float
-    rtol: float
-    grad_atol: float
-    device: str
-    providers: tuple[str, ...]
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.rows) and all(row.passed for row in self.rows)
-
-    @property
-    def failures(self) -> tuple[VerificationRow, ...]:
-        return tuple(row for row in self.rows if not row.passed)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "passed": self.passed,
-            "atol": self.atol,
-            "rtol": self.rtol,
-            "grad_atol": self.grad_atol,
-            "device": self.device,
-            "providers": list(self.providers),
-            "rows": [row.to_dict() for row in self.rows],
-        }
-
-    def to_markdown(self) -> str:
-        """A Markdown table of every row, headed by the tolerances and the verdict."""
-        verdict = "PASSED" if self.passed else "FAILED"
-        lines = [
-            f"ONNX verification of {self.source}: **{verdict}** (atol={self.atol:g}, "
-            f"rtol={self.rtol:g}, gradient atol={self.grad_atol:g}, device={self.device}, "
-            f"providers={', '.join(self.providers)})",
-            "",
-            "| graph | case | batch | output | max abs err | max rel err | argmax agree "
-            "| sign agree | ok |",
-            "|---|---|---:|---|---:|---:|---:|---:|---|",
-        ]
-        for r in self.rows:
-            argmax = "" if r.argmax_agreement is None else f"{r.argmax_agreement:.3f}"
-            sign = "" if r.sign_agreement is None else f"{r.sign_agreement:.4f}"
-            lines.append(
-                f"| {r.graph} | {r.case} | {r.batch} | {r.output} | {r.max_abs:.3g} | "
-                f"{r.max_rel:.3g} | {argmax} | {sign} | {'yes' if r.passed else '**NO**'} |"
-            )
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.to_markdown()
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ import attrs
 import numpy as np
 import torch
 
+from neuroplex.analysis.inputs import check_input_range
 from neuroplex.analysis.robustness import robustness_rows, robustness_section
 from neuroplex.analysis.shard import analyze_sharded, require_shardable
 from neuroplex.atomic import write_json
@@ -101,7 +102,6 @@ def analyze_file(
     writes, the others return an empty :class:`FileAnalysis`. ``check_only``: stop once the
     file, the data and every analyzer's options were checked (nothing runs)."""
     from neuroplex.onnx import load_onnx
-    from neuroplex.onnx.runtime import check_input_range
 
     if n_samples is not None and n_samples < 1:
         raise ConfigError(f"--n-samples must be >= 1, got {n_samples}", path="--n-samples")

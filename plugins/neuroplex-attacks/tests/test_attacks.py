@@ -315,8 +315,15 @@ def test_bad_input_gives_clear_errors(digits, digits_mlp, call, error, match):
 
 
 def test_bad_construction_gives_clear_errors(digits_mlp, tmp_path):
-    with pytest.raises(ConfigError, match="input_range"):
+    # the kernel's check_input_range: one message for the tester, OnnxModule and the CLI
+    with pytest.raises(
+        ConfigError, match=r"input_range must be finite with min < max, got \(1, 0\)$"
+    ):
         AdversarialTester(digits_mlp, input_range=(1.0, 0.0))
+    with pytest.raises(
+        ConfigError, match=r"input_range must be two numbers \(min, max\), got 'ab'$"
+    ):
+        AdversarialTester(digits_mlp, input_range="ab")
     with pytest.raises(ConfigError, match="vulnerability_threshold"):
         AdversarialTester(digits_mlp, vulnerability_threshold=0.0)
     with pytest.raises(ConfigError, match="torch.nn.Module"):

@@ -21,7 +21,7 @@ from neuroplex.analysis.backend import (
     resolve_device,
     resolve_model,
 )
-from neuroplex.analysis.inputs import as_inputs, as_labels, check_logits
+from neuroplex.analysis.inputs import as_inputs, as_labels, check_input_range, check_logits
 from neuroplex.errors import ConfigError
 from neuroplex_attacks import attacks as _attacks
 from neuroplex_attacks.autoattack import MIN_CLASSES, SequenceOutcome, plan, run_sequence
@@ -132,20 +132,6 @@ def _check_epsilon(epsilon: Any, name: str = "epsilon") -> float:
             path=name,
         )
     return float(epsilon)
-
-
-def _check_range(value: Any) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"input_range must be a pair (min, max), got {value!r}", path="input_range"
-        ) from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ConfigError(
-            f"input_range must satisfy min < max (finite), got {value!r}", path="input_range"
-        )
-    return (lo, hi)
 
 
 def _check_positive(epsilon: float, attack: str) -> float:
@@ -318,7 +304,7 @@ class AdversarialTester:
                     path="input_range",
                 )
             input_range = self._resolved.input_range or (0.0, 1.0)
-        self.input_range = _check_range(input_range)
+        self.input_range = check_input_range(input_range)
         if not 0.0 < float(vulnerability_threshold) <= 1.0:
             raise ConfigError(
                 f"vulnerability_threshold must be in (0, 1], got {vulnerability_threshold!r}",
