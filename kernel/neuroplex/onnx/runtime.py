@@ -298,6 +298,7 @@ class OnnxModule(nn.Module):
         #: how a fixed-batch file was made to take any batch ("" when it was not)
         self.batch_note = ""
         if derived:
+            self._rewrite_classifier()
             self._rewrite_probabilities(probabilities)
             self._rebatch()
         requested = _resolve_device(device)
@@ -368,6 +369,14 @@ class OnnxModule(nn.Module):
         """Whether the file was written by another tool (no neuroplex export metadata)."""
         return "format" not in self.metadata
 
+    def _rewrite_classifier(self) -> None:
+        from neuroplex.onnx._classifier import classifier_output
+
+        rewrite = classifier_output(self._proto)
+        if rewrite is not None:
+            self._proto, self.output_note = rewrite.model, rewrite.note
+            self._digest_suffix += "|classifier"
+
     def _rewrite_probabilities(self, probabilities: str) -> None:
         from neuroplex.onnx._outputs import final_op, log_probability_output
 
@@ -379,7 +388,8 @@ class OnnxModule(nn.Module):
         rewrite = log_probability_output(self._proto)
         if rewrite is not None:
             self._proto = rewrite.model
-            self.output_kind, self.output_note = rewrite.kind, rewrite.note
+            self.output_kind = rewrite.kind
+            self.output_note = "; ".join(n for n in (self.output_note, rewrite.note) if n)
             self._digest_suffix += "|log_probabilities"
 
     def _rebatch(self) -> None:
