@@ -33,6 +33,7 @@ from torch import nn
 from neuroplex.errors import ConfigError, DataError, ExportError
 from neuroplex.onnx._checks import MAX_ONNX_BYTES, load_checked_model
 from neuroplex.onnx.metadata import decode_metadata
+from neuroplex.ranges import InputRange, check_input_range, range_channels
 from neuroplex.torchutils import torch_device
 
 __all__ = ["InputSpec", "LossGradient", "OnnxModule", "check_input_range", "load_onnx", "predict"]
@@ -85,28 +86,6 @@ class LossGradient:
     output: torch.Tensor
     loss: torch.Tensor
     grad: torch.Tensor
-
-
-def check_input_range(value: Any) -> tuple[float, float]:
-    """``value`` as a finite ``(min, max)`` pair with ``min < max``.
-
-    Raises:
-        ConfigError: one line naming ``input_range``, the value and what is allowed.
-    """
-    import math
-
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"input_range must be two numbers (min, max), got {value!r}", path="input_range"
-        ) from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ConfigError(
-            f"input_range must be finite with min < max, got ({lo:g}, {hi:g})",
-            path="input_range",
-        )
-    return (lo, hi)
 
 
 def _spec(arg: Any) -> InputSpec:
@@ -240,8 +219,9 @@ class OnnxModule(nn.Module):
             ``source``; for a derived gradient graph, every loss of :data:`LOSSES` the output
             allows, spliced in memory), ``{loss: path or bytes}``, or ``None`` for none. They
             load on first use.
-        input_range: ``(min, max)`` of valid inputs, overriding the file's metadata (files
-            from other tools have none; attacks clip to it).
+        input_range: ``(min, max)`` of valid inputs, or per channel ``(mins, maxs)`` (one
+            value per channel of axis 1, see :mod:`neuroplex.ranges`), overriding the file's
+            metadata (files from other tools have none; attacks clip to it).
         probabilities: for a file not exported by neuroplex (or ``gradient_graph="onnx"``)
             whose first output is made by a ``Softmax``: ``"log"`` (default) returns its
             log-probabilities instead (see :mod:`neuroplex.onnx._outputs`; said in
@@ -270,7 +250,7 @@ class OnnxModule(nn.Module):
         spin: bool = False,
         disabled_optimizers: Sequence[str] = DEFAULT_DISABLED_OPTIMIZERS,
         max_bytes: int = MAX_ONNX_BYTES,
-        input_range: Sequence[float] | None = None,
+        input_range: Any = None,
         probabilities: str = "log",
     ) -> None:
         super().__init__()
@@ -332,6 +312,7 @@ class OnnxModule(nn.Module):
         )
         self.input_specs = tuple(_spec(arg) for arg in self.session.get_inputs())
         self.output_names = tuple(out.name for out in self.session.get_outputs())
+        self._check_range_channels()
         self._plans: dict[int, tuple[list[str], list[str], Any]] = {}
         self._on_cpu = self.device.type == "cpu"
         self._last_ok: tuple[Any, Any] = (None, None)
@@ -356,13 +337,22 @@ class OnnxModule(nn.Module):
         return list(self.session.get_providers())
 
     @property
-    def input_range(self) -> tuple[float, float] | None:
-        """``(min, max)`` of valid inputs: the ``input_range`` argument, else the file's
-        metadata, else ``None`` (unknown)."""
+    def input_range(self) -> InputRange | None:
+        """``(min, max)`` of valid inputs (or per channel ``(mins, maxs)``): the
+        ``input_range`` argument, else the file's metadata, else ``None`` (unknown)."""
         if self._input_range is not None:
             return self._input_range
-        value: tuple[float, float] | None = self.metadata.get("input_range")
+        value: InputRange | None = self.metadata.get("input_range")
         return value
+
+    def _check_range_channels(self) -> None:
+        """A per-channel ``input_range`` has one value per channel of the input's axis 1."""
+        if self._input_range is None or range_channels(self._input_range) is None:
+            return
+        shape = self.input_specs[0].shape if len(self.input_specs) == 1 else ()
+        channels = shape[1] if len(shape) >= 2 else None
+        if isinstance(channels, int):
+            check_input_range(self._input_range, channels=channels)
 
     @property
     def foreign(self) -> bool:

@@ -82,12 +82,13 @@ def analyze_file(
     n_samples: int | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     output: Path | None = None,
-    input_range: Sequence[float] | None = None,
+    input_range: Any = None,
 ) -> FileAnalysis:
     """Run ``analyzers`` on ``onnx`` over the held-out data (see the module doc); with
     ``output`` write ``results.json`` and ``report.html`` there. ``input_range``
-    (``--input-range MIN MAX``) overrides the file's metadata; files from other tools have
-    none, and attacks then need it."""
+    (``--input-range MIN MAX``, or per channel ``MIN_0,MIN_1,... MAX_0,MAX_1,...``, see
+    :mod:`neuroplex.ranges`) overrides the file's metadata; files from other tools have none,
+    and attacks then need it."""
     from neuroplex.onnx import load_onnx
     from neuroplex.onnx.runtime import check_input_range
 
