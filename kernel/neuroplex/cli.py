@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -196,6 +197,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from neuroplex.launch import launch_analyze, torchrun_world_size
+    from neuroplex.ranges import parse_range_arg
     from neuroplex.run.analyze_file import analyze_file, parse_options
 
     if args.nproc < 1:
@@ -210,7 +212,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         "n_samples": args.n_samples,
         "options": parse_options(items, args.analyzer),
         "output": None if args.output is None else Path(args.output),
-        "input_range": args.input_range,
+        "input_range": None
+        if args.input_range is None
+        else tuple(parse_range_arg(side) for side in args.input_range),
     }
     onnx = Path(args.onnx)
     world = torchrun_world_size()
@@ -406,11 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--input-range",
         nargs=2,
-        type=float,
         metavar=("MIN", "MAX"),
         default=None,
-        help="valid input range of the model (e.g. 0 1, 0 255); default: the file's metadata "
-        "(attacks clip to it; files from other tools have none)",
+        help="valid input range of the model (e.g. 0 1, 0 255), or one value per channel "
+        "(axis 1) separated by commas (e.g. -2.1,-2.0,-1.8 2.2,2.4,2.6 for normalised RGB); "
+        "default: the file's metadata (attacks clip to it; files from other tools have none)",
     )
     p.set_defaults(func=cmd_analyze)
 
@@ -420,10 +424,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: one side of ``--input-range`` that argparse would take for an option: ``-2,-1.5,0``
+_NEGATIVE_LIST = re.compile(r"-[0-9.]+(?:[eE][-+]?[0-9]+)?(?:,\s*-?[0-9.]+(?:[eE][-+]?[0-9]+)?)+")
+
+
+def _protect_ranges(argv: Sequence[str]) -> list[str]:
+    """The two values after ``--input-range`` kept as values when they are per-channel lists
+    starting with a minus sign (argparse only knows plain negative numbers)."""
+    out = list(argv)
+    for i, token in enumerate(out):
+        if token == "--input-range":
+            for j in (i + 1, i + 2):
+                if j < len(out) and _NEGATIVE_LIST.fullmatch(out[j]):
+                    out[j] = " " + out[j]  # not an option any more; parsing strips it
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # for a torchrun relaunch
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(_protect_ranges(argv))
+    args.argv = argv  # for a torchrun relaunch
     if args.command is None:
         parser.print_help()
         return 0

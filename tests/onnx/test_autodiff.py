@@ -424,7 +424,8 @@ def test_slice(starts: list[int], ends: list[int], axes: list[int], steps: list[
 
 
 @pytest.mark.parametrize(
-    ("axis", "indices"), [(0, [2, 0, 2]), (1, [[1, -1], [0, 0]]), (2, 3), (-1, [-2])]
+    ("axis", "indices"),
+    [(0, [2, 0, 2]), (1, [[1, -1], [0, 0]]), (2, 3), (-1, [-2]), (0, -1), (1, [[2]])],
 )
 def test_gather(axis: int, indices: Any) -> None:
     params = {"i": np.asarray(indices, dtype=np.int64)}

@@ -258,3 +258,47 @@ def test_a_fixed_batch_file_takes_any_batch(tmp_path: Path) -> None:
     kept = load_onnx(tmp_path / "hard.onnx", device="cpu")
     assert kept.input_specs[0].shape == (1, 2, 3) and kept.batch_note == ""
     assert kept.tier == "gradients"
+
+
+@pytest.mark.requires_plugins("neuroplex-attacks")
+def test_per_channel_input_range_on_a_foreign_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--input-range MIN_0,MIN_1,... MAX_0,MAX_1,...`` (normalised RGB): checked against the
+    file's channels, recorded per channel, and FGSM equals PyTorch's with the same range."""
+    from neuroplex_attacks import AdversarialTester
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64, 5))
+    path = tmp_path / "rgb.onnx"
+    torch.onnx.export(
+        model.eval(),
+        (torch.rand(2, 3, 4, 4),),
+        str(path),
+        dynamo=False,
+        opset_version=17,
+        input_names=["input"],
+        dynamic_axes={"input": {0: "N"}},
+    )
+    lo, hi = (-2.0, -1.5, 0.0), (2.0, 1.5, 0.5)
+    x = torch.tensor(lo).view(1, 3, 1, 1) + torch.rand(6, 3, 4, 4) * (
+        torch.tensor(hi) - torch.tensor(lo)
+    ).view(1, 3, 1, 1)
+    y = model(x).argmax(1)
+    with pytest.raises(ConfigError, match="2 per-channel values, but the input has 3 channels"):
+        load_onnx(path, input_range=((0, 0), (1, 1)))
+    module = load_onnx(path, device="cpu", input_range=(lo, hi))
+    assert module.input_range == (lo, hi)
+    ours = AdversarialTester(module).attack(x, y, "fgsm", 0.4)
+    theirs = AdversarialTester(model, input_range=(lo, hi)).attack(x, y, "fgsm", 0.4)
+    assert float((ours - theirs).abs().max()) <= 1e-6
+    assert float(ours[:, 2].max()) <= 0.5 and float(ours[:, 0].max()) > 0.5
+    data = tmp_path / "x.npz"
+    np.savez(data, X=x.numpy(), y=y.numpy())
+    argv = ["analyze", str(path), "--data", str(data), "-a", "fgsm", "--input-range"]
+    code, _, err = _run_cli([*argv, "0,0", "1,1"], capsys)
+    assert code == 2 and "the input has 3 channels" in err and len(err.strip().splitlines()) == 1
+    code, out, err = _run_cli([*argv, "-2,-1.5,0", "2,1.5,0.5", "--json"], capsys)
+    assert code == 0, err
+    results, _ = json.JSONDecoder().raw_decode(out)
+    assert results["fgsm"]["input_range"] == [list(lo), list(hi)]

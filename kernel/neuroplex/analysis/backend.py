@@ -18,6 +18,7 @@ import attrs
 import torch
 
 from neuroplex.errors import ConfigError
+from neuroplex.ranges import InputRange, check_input_range
 from neuroplex.torchutils import eval_mode, torch_device
 
 __all__ = [
@@ -39,8 +40,9 @@ class ResolvedModel:
         module: a ``torch.nn.Module`` (for ONNX: the ``OnnxModule`` wrapping ONNX Runtime).
         backend: ``"torch"`` or ``"onnx"``.
         tier: ``"torch"``; for ONNX ``"gradients"`` (exported VJP graph) or ``"forward_only"``.
-        input_range: ``(min, max)`` of the inputs (the ``OnnxModule``'s ``input_range``
-            argument, else the ONNX metadata), ``None`` if unknown.
+        input_range: ``(min, max)`` of the inputs, or per channel ``(mins, maxs)`` (the
+            ``OnnxModule``'s ``input_range`` argument, else the ONNX metadata), ``None`` if
+            unknown.
         foreign: an ONNX file written by another tool (no neuroplex metadata): analyzers that
             clip to the input range have no default for it.
         output_note: how the file's output was changed for analysis ("" when it was not),
@@ -52,7 +54,7 @@ class ResolvedModel:
     module: torch.nn.Module
     backend: str
     tier: str
-    input_range: tuple[float, float] | None = None
+    input_range: InputRange | None = None
     foreign: bool = False
     output_note: str = ""
     tier_reason: str = ""
@@ -83,7 +85,7 @@ def _onnx_module_type() -> Any:
 def _resolved_onnx(module: Any) -> ResolvedModel:
     """A resolved ``neuroplex.onnx.OnnxModule`` (its declared attributes)."""
     value = module.input_range
-    input_range = None if value is None else (float(value[0]), float(value[1]))
+    input_range = None if value is None else check_input_range(value)
     return ResolvedModel(
         module,
         "onnx",

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import torch
 
-from neuroplex.errors import ConfigError, DataError
+from neuroplex.errors import DataError
 
-__all__ = ["as_inputs", "as_labels", "check_input_range", "check_logits", "to_python"]
+__all__ = ["as_inputs", "as_labels", "check_logits", "to_python"]
 
 
 def as_inputs(
@@ -62,28 +61,6 @@ def as_labels(
         )
     labels: torch.Tensor = y.to(device) if device is not None else y
     return labels
-
-
-def check_input_range(value: Any) -> tuple[float, float]:
-    """``value`` as a finite ``(min, max)`` pair with ``min < max``: the units of a model's
-    inputs (attacks clip to it; :class:`~neuroplex.onnx.OnnxModule` and ``neuroplex analyze
-    --input-range`` take it too).
-
-    Raises:
-        ConfigError: one line naming ``input_range``, the value and what is allowed.
-    """
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"input_range must be two numbers (min, max), got {value!r}", path="input_range"
-        ) from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ConfigError(
-            f"input_range must be finite with min < max, got ({lo:g}, {hi:g})",
-            path="input_range",
-        )
-    return (lo, hi)
 
 
 def check_logits(out: Any, *, allow_probabilities: bool = True) -> torch.Tensor:

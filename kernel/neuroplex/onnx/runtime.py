@@ -31,7 +31,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from neuroplex.analysis.inputs import check_input_range
 from neuroplex.errors import ConfigError, DataError, ExportError
 from neuroplex.onnx._checks import MAX_ONNX_BYTES, load_checked_model
 from neuroplex.onnx._session import (
@@ -47,6 +46,7 @@ from neuroplex.onnx._session import (
 )
 from neuroplex.onnx.metadata import decode_metadata
 from neuroplex.onnx.results import InputSpec, LossGradient
+from neuroplex.ranges import InputRange, check_input_range, range_channels
 
 __all__ = [
     "DEFAULT_DISABLED_OPTIMIZERS",
@@ -114,8 +114,9 @@ class OnnxModule(nn.Module):
             ``source``; for a derived gradient graph, every loss of :data:`LOSSES` the output
             allows, spliced in memory), ``{loss: path or bytes}``, or ``None`` for none. They
             load on first use.
-        input_range: ``(min, max)`` of valid inputs, overriding the file's metadata (files
-            from other tools have none; attacks clip to it).
+        input_range: ``(min, max)`` of valid inputs, or per channel ``(mins, maxs)`` (one
+            value per channel of axis 1, see :mod:`neuroplex.ranges`), overriding the file's
+            metadata (files from other tools have none; attacks clip to it).
         probabilities: for a file not exported by neuroplex (or ``gradient_graph="onnx"``)
             whose first output is made by a ``Softmax``: ``"log"`` (default) returns its
             log-probabilities instead (see :mod:`neuroplex.onnx._outputs`; said in
@@ -144,7 +145,7 @@ class OnnxModule(nn.Module):
         spin: bool = False,
         disabled_optimizers: Sequence[str] = DEFAULT_DISABLED_OPTIMIZERS,
         max_bytes: int = MAX_ONNX_BYTES,
-        input_range: Sequence[float] | None = None,
+        input_range: Any = None,
         probabilities: str = "log",
     ) -> None:
         super().__init__()
@@ -170,6 +171,7 @@ class OnnxModule(nn.Module):
         #: how a fixed-batch file was made to take any batch ("" when it was not)
         self.batch_note = ""
         if derived:
+            self._rewrite_classifier()
             self._rewrite_probabilities(probabilities)
             self._rebatch()
         requested = resolve_device(device)
@@ -198,6 +200,7 @@ class OnnxModule(nn.Module):
         )
         self.input_specs = tuple(input_spec(arg) for arg in self.session.get_inputs())
         self.output_names = tuple(out.name for out in self.session.get_outputs())
+        self._check_range_channels()
         self._plans: dict[int, tuple[list[str], list[str], Any]] = {}
         self._on_cpu = self.device.type == "cpu"
         self._last_ok: tuple[Any, Any] = (None, None)
@@ -222,18 +225,35 @@ class OnnxModule(nn.Module):
         return list(self.session.get_providers())
 
     @property
-    def input_range(self) -> tuple[float, float] | None:
-        """``(min, max)`` of valid inputs: the ``input_range`` argument, else the file's
-        metadata, else ``None`` (unknown)."""
+    def input_range(self) -> InputRange | None:
+        """``(min, max)`` of valid inputs (or per channel ``(mins, maxs)``): the
+        ``input_range`` argument, else the file's metadata, else ``None`` (unknown)."""
         if self._input_range is not None:
             return self._input_range
-        value: tuple[float, float] | None = self.metadata.get("input_range")
+        value: InputRange | None = self.metadata.get("input_range")
         return value
+
+    def _check_range_channels(self) -> None:
+        """A per-channel ``input_range`` has one value per channel of the input's axis 1."""
+        if self._input_range is None or range_channels(self._input_range) is None:
+            return
+        shape = self.input_specs[0].shape if len(self.input_specs) == 1 else ()
+        channels = shape[1] if len(shape) >= 2 else None
+        if isinstance(channels, int):
+            check_input_range(self._input_range, channels=channels)
 
     @property
     def foreign(self) -> bool:
         """Whether the file was written by another tool (no neuroplex export metadata)."""
         return "format" not in self.metadata
+
+    def _rewrite_classifier(self) -> None:
+        from neuroplex.onnx._classifier import classifier_output
+
+        rewrite = classifier_output(self._proto)
+        if rewrite is not None:
+            self._proto, self.output_note = rewrite.model, rewrite.note
+            self._digest_suffix += "|classifier"
 
     def _rewrite_probabilities(self, probabilities: str) -> None:
         from neuroplex.onnx._outputs import final_op, log_probability_output
@@ -246,7 +266,8 @@ class OnnxModule(nn.Module):
         rewrite = log_probability_output(self._proto)
         if rewrite is not None:
             self._proto = rewrite.model
-            self.output_kind, self.output_note = rewrite.kind, rewrite.note
+            self.output_kind = rewrite.kind
+            self.output_note = "; ".join(n for n in (self.output_note, rewrite.note) if n)
             self._digest_suffix += "|log_probabilities"
 
     def _rebatch(self) -> None:

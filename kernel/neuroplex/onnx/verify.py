@@ -29,6 +29,7 @@ from torch import nn
 from neuroplex.errors import ExportError
 from neuroplex.onnx.results import VerificationReport, VerificationRow
 from neuroplex.onnx.runtime import InputSpec, OnnxModule
+from neuroplex.ranges import range_envelope
 from neuroplex.torchutils import eval_mode
 
 __all__ = [
@@ -202,7 +203,7 @@ def verify_onnx(
     rtol = d_rtol if rtol is None else rtol
     if grad_atol is None:
         grad_atol = 1e-4 if module.device.type == "cuda" else GRAD_ATOL
-    rng = input_range if input_range is not None else module.input_range
+    rng = range_envelope(input_range if input_range is not None else module.input_range)
     gen = torch.Generator().manual_seed(seed)
     fixed = {s.shape[0] for s in module.input_specs if s.shape and s.shape[0] is not None}
     batches = sorted(fixed) if fixed else list(batch_sizes)
@@ -291,7 +292,7 @@ def verify_loss_graph(
     spec = LOSSES[loss]
     atol, rtol = default_tolerances(module.device)
     grad_atol = 1e-4 if module.device.type == "cuda" else GRAD_ATOL
-    rng = input_range if input_range is not None else module.input_range
+    rng = range_envelope(input_range if input_range is not None else module.input_range)
     gen = torch.Generator().manual_seed(seed)
     model_device = next((p.device for p in model.parameters()), torch.device("cpu"))
     rows: list[VerificationRow] = []

@@ -21,13 +21,13 @@ import attrs
 import numpy as np
 import torch
 
-from neuroplex.analysis.inputs import check_input_range
 from neuroplex.analysis.robustness import robustness_rows, robustness_section
 from neuroplex.analysis.shard import analyze_sharded, require_shardable
 from neuroplex.atomic import write_json
 from neuroplex.config import DataConfig
 from neuroplex.errors import ConfigError
 from neuroplex.mechanic import to_plain
+from neuroplex.ranges import check_input_range
 from neuroplex.registry import create_analyzer, create_dataset
 from neuroplex.run.analyze import SPLITS
 from neuroplex.run.data import _xy
@@ -87,14 +87,15 @@ def analyze_file(
     n_samples: int | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     output: Path | None = None,
-    input_range: Sequence[float] | None = None,
+    input_range: Any = None,
     group: Strategy | None = None,
     check_only: bool = False,
 ) -> FileAnalysis:
     """Run ``analyzers`` on ``onnx`` over the held-out data (see the module doc); with
     ``output`` write ``results.json`` and ``report.html`` there. ``input_range``
-    (``--input-range MIN MAX``) overrides the file's metadata; files from other tools have
-    none, and attacks then need it.
+    (``--input-range MIN MAX``, or per channel ``MIN_0,MIN_1,... MAX_0,MAX_1,...``, see
+    :mod:`neuroplex.ranges`) overrides the file's metadata; files from other tools have none,
+    and attacks then need it.
 
     ``group`` (a ``torchrun`` group of several processes): each analyzer, which must be a
     :class:`~neuroplex.protocols.ShardableAnalyzer`, evaluates this rank's whole batches and

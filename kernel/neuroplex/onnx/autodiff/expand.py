@@ -4,8 +4,9 @@ ONNX writes a whole ``LSTM`` or ``GRU`` layer as one node over the sequence. Bef
 differentiated, :func:`expand_recurrent` replaces each such node by the per-step equations of
 the ONNX specification (``MatMul``, ``Add``, ``Split``, ``Sigmoid``, ``Tanh``, ``Mul``,
 ``Concat``): one group per time step, with the input projection ``X·Wᵀ + b`` computed once for
-the whole sequence. The unrolled graph computes the same outputs (the finite-difference check
-compares the derived gradient with the *original* node); it grows with the sequence length.
+the whole sequence and cut into steps by one ``Split``. The unrolled graph computes the same
+outputs (the finite-difference check compares the derived gradient with the *original* node);
+it grows with the sequence length.
 
 Expanded: ``layout=0``, a static sequence length, constant ``W``/``R``/``B``/``P``, no
 ``sequence_lens``, the default activations, no ``clip``, ``input_forget=0``; directions
@@ -22,7 +23,7 @@ import numpy as np
 
 __all__ = ["MAX_STEPS", "expand_recurrent", "why_not_expanded"]
 
-#: the longest sequence unrolled (the unrolled graph has ~15 nodes per step and direction)
+#: the longest sequence unrolled (the unrolled graph has ~10 nodes per step and direction)
 MAX_STEPS = 512
 _DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
 
@@ -119,6 +120,14 @@ def _initial(e: _Emitter, node: Any, index: int, d: int, x: str, hidden: int) ->
     return str(e.op("Expand", [e.const(np.zeros((1, hidden))), shape]))
 
 
+def _per_step(e: _Emitter, xw: str, steps: int) -> list[str]:
+    """The input projection ``(T, N, G)`` cut into its ``T`` steps ``(N, G)``: one ``Split``
+    (its gradient is one ``Concat``; a ``Gather`` per step would scatter each step's gradient
+    into a zero tensor of the whole sequence)."""
+    parts = e.op("Split", [xw, e.ints([1] * steps)], steps, axis=0) if steps > 1 else [xw]
+    return [str(e.op("Squeeze", [part, e.ints([0])])) for part in parts]
+
+
 def _order(node: Any, d: int, steps: int) -> range:
     """The time steps of direction ``d`` in the order they are computed."""
     forward = d == 0 and _attr(node, "direction", "forward") != "reverse"
@@ -137,14 +146,21 @@ def _lstm_direction(
     rt = e.const(r.T)
     h, cell = _initial(e, node, 5, d, x, hidden), _initial(e, node, 6, d, x, hidden)
     order = _order(node, d, steps)
+    inputs = _per_step(e, xw, steps)
     ys: dict[int, str] = {}
     for t in order:
-        step = e.op("Squeeze", [e.op("Gather", [xw, e.ints([t])], axis=0), e.ints([0])])
+        step = inputs[t]
         gates = e.op("Add", [step, e.op("MatMul", [h, rt])])
+        if peep is None:  # one Sigmoid over the i, o, f gates (fewer, larger nodes)
+            iof, g = e.op("Split", [gates, e.ints([3 * hidden, hidden])], 2, axis=1)
+            si, so, sf = e.op("Split", [e.op("Sigmoid", [iof]), e.ints([hidden] * 3)], 3, axis=1)
+            cell = e.op("Add", [e.op("Mul", [sf, cell]), e.op("Mul", [si, e.op("Tanh", [g])])])
+            h = e.op("Mul", [so, e.op("Tanh", [cell])])
+            ys[t] = h
+            continue
         i, o, f, g = e.op("Split", [gates, e.ints([hidden] * 4)], 4, axis=1)
-        if peep is not None:
-            i = e.op("Add", [i, e.op("Mul", [cell, e.const(peep[:hidden])])])
-            f = e.op("Add", [f, e.op("Mul", [cell, e.const(peep[2 * hidden :])])])
+        i = e.op("Add", [i, e.op("Mul", [cell, e.const(peep[:hidden])])])
+        f = e.op("Add", [f, e.op("Mul", [cell, e.const(peep[2 * hidden :])])])
         cell = e.op(
             "Add",
             [
@@ -152,8 +168,7 @@ def _lstm_direction(
                 e.op("Mul", [e.op("Sigmoid", [i]), e.op("Tanh", [g])]),
             ],
         )
-        if peep is not None:
-            o = e.op("Add", [o, e.op("Mul", [cell, e.const(peep[hidden : 2 * hidden])])])
+        o = e.op("Add", [o, e.op("Mul", [cell, e.const(peep[hidden : 2 * hidden])])])
         h = e.op("Mul", [e.op("Sigmoid", [o]), e.op("Tanh", [cell])])
         ys[t] = h
     return [ys[t] for t in range(steps)], h, cell
@@ -172,14 +187,13 @@ def _gru_direction(
     r_h, rb_h = e.const(r[2 * hidden :].T), e.const(rb[2 * hidden :])
     h = _initial(e, node, 5, d, x, hidden)
     order = _order(node, d, steps)
+    inputs = _per_step(e, xw, steps)
     ys: dict[int, str] = {}
     for t in order:
-        step = e.op("Squeeze", [e.op("Gather", [xw, e.ints([t])], axis=0), e.ints([0])])
-        xz, xr, xh = e.op("Split", [step, e.ints([hidden] * 3)], 3, axis=1)
+        x_zr, xh = e.op("Split", [inputs[t], e.ints([2 * hidden, hidden])], 2, axis=1)
         projected = e.op("Add", [e.op("MatMul", [h, r_zr]), rb_zr])
-        hz, hr = e.op("Split", [projected, e.ints([hidden] * 2)], 2, axis=1)
-        z = e.op("Sigmoid", [e.op("Add", [xz, hz])])
-        reset = e.op("Sigmoid", [e.op("Add", [xr, hr])])
+        zr = e.op("Sigmoid", [e.op("Add", [x_zr, projected])])  # both gates at once
+        z, reset = e.op("Split", [zr, e.ints([hidden] * 2)], 2, axis=1)
         if before_reset:
             inner = e.op("Mul", [reset, e.op("Add", [e.op("MatMul", [h, r_h]), rb_h])])
         else:

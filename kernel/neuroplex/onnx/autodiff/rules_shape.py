@@ -102,7 +102,16 @@ def _scatter_axis(
     return b.op("Transpose", [product], perm=back)
 
 
-@rule("Gather", note="ScatterND (add) of the gradient into zeros (repeated indices summed)")
+def _permuted(b: Builder, value: str, perm: list[int]) -> str:
+    """``Transpose`` of ``value``, or ``value`` itself for the identity permutation."""
+    return value if perm == sorted(perm) else b.op("Transpose", [value], perm=perm)
+
+
+@rule(
+    "Gather",
+    note="one constant index on an axis of static size: Pad of the gradient; otherwise "
+    "ScatterND (add) into zeros (repeated indices summed)",
+)
 def _gather(b: Builder, node: Any, gy: Grads) -> Grads:
     g = gy[0]
     assert g is not None
@@ -110,23 +119,31 @@ def _gather(b: Builder, node: Any, gy: Grads) -> Grads:
     rank = b.rank(x, node)
     axis = int(attr(node, "axis", 0)) % rank
     q = b.rank(indices, node)
+    index = b.value(indices)
+    shape = b.shape(x)
+    size = shape[axis] if shape is not None else None
+    if index is not None and index.size == 1 and q <= 1 and isinstance(size, int) and size > 0:
+        # x[..., i, ...] (a q/k/v split): the gradient padded with zeros around position i
+        i = int(index.reshape(-1)[0]) % size
+        grad = b.op("Unsqueeze", [g, b.ints([axis])]) if q == 0 else g
+        pads = [0] * (2 * rank)
+        pads[axis], pads[rank + axis] = i, size - 1 - i
+        return [b.op("Pad", [grad, b.ints(pads)], mode="constant"), None]
     dim = b.op("Gather", [b.shape_of(x), b.const(np.asarray(axis, dtype=np.int64))], axis=0)
     wrapped = b.op("Mod", [b.op("Add", [b.op("Cast", [indices], to=7), dim]), dim])
     # data with the gathered axis first: (dim, other axes of x)
     to_front = [axis, *[i for i in range(rank) if i != axis]]
-    data = b.op("Transpose", [b.zeros_like(x)], perm=to_front)
+    data = _permuted(b, b.zeros_like(x), to_front)
     # g is x.shape[:axis] + indices.shape + x.shape[axis+1:]; put the index axes first
     g_rank = rank - 1 + q
     idx_axes = list(range(axis, axis + q))
-    g_front = b.op(
-        "Transpose", [g], perm=[*idx_axes, *[i for i in range(g_rank) if i not in idx_axes]]
-    )
+    g_front = _permuted(b, g, [*idx_axes, *[i for i in range(g_rank) if i not in idx_axes]])
     scattered = b.op(
         "ScatterND",
         [data, b.op("Unsqueeze", [wrapped, b.ints([-1])]), g_front],
         reduction="add",
     )
-    return [b.op("Transpose", [scattered], perm=[int(i) for i in np.argsort(to_front)]), None]
+    return [_permuted(b, scattered, [int(i) for i in np.argsort(to_front)]), None]
 
 
 @rule("Pad", note="constant mode: Slice of the gradient (constant pads)")

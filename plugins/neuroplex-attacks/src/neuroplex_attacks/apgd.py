@@ -29,9 +29,12 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from neuroplex.ranges import Bounds, clip
+
 __all__ = ["apgd_ce", "apgd_dlr", "apgd_t", "dlr_loss", "targeted_dlr_loss"]
 
-Range = tuple[float, float]
+#: the clip bounds: two numbers, or per-channel tensors of the input's per-sample shape
+Range = Bounds
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 NORMS = ("linf", "l2")
@@ -73,15 +76,20 @@ def _norm(t: torch.Tensor, norm: str) -> torch.Tensor:
 
 
 def _project(
-    x0: torch.Tensor, v: torch.Tensor, epsilon: float, norm: str, lo: float, hi: float
+    x0: torch.Tensor,
+    v: torch.Tensor,
+    epsilon: float,
+    norm: str,
+    lo: float | torch.Tensor,
+    hi: float | torch.Tensor,
 ) -> torch.Tensor:
     """``v`` moved into the ε-ball around ``x0`` and then into ``[lo, hi]``."""
     if norm == "linf":
-        return torch.clamp(torch.minimum(torch.maximum(v, x0 - epsilon), x0 + epsilon), lo, hi)
+        return clip(torch.minimum(torch.maximum(v, x0 - epsilon), x0 + epsilon), lo, hi)
     delta = v - x0
     length = _norm(delta, "l2")
     scale = torch.clamp(epsilon / length.clamp_min(_TINY), max=1.0)
-    return torch.clamp(x0 + delta * scale, lo, hi)
+    return clip(x0 + delta * scale, lo, hi)
 
 
 def _direction(grad: torch.Tensor, norm: str) -> torch.Tensor:
@@ -138,7 +146,7 @@ def _run(
         u = torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype) * 2 - 1
     else:
         u = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
-    x_adv = torch.clamp(x + epsilon * u / (_norm(u, norm) + _TINY), lo, hi)
+    x_adv = clip(x + epsilon * u / (_norm(u, norm) + _TINY), lo, hi)
     loss, grad, logits = _loss_and_grad(model, x_adv, loss_fn, y, eot_iter)
     fooled = logits.argmax(dim=1) != y
     x_found = x_adv.clone()

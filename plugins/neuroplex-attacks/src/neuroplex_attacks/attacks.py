@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from neuroplex.analysis.backend import fused_loss_gradient
+from neuroplex.ranges import Bounds, clip
 from neuroplex_attacks.apgd import apgd_ce, apgd_dlr, apgd_t
 from neuroplex_attacks.autoattack import autoattack
 from neuroplex_attacks.fab import fab_t
@@ -62,7 +63,8 @@ __all__ = [
     "uniform_noise",
 ]
 
-Range = tuple[float, float]
+#: the clip bounds: two numbers, or per-channel tensors of the input's per-sample shape
+Range = Bounds
 
 
 def _generator(x: torch.Tensor, seed: int) -> torch.Generator:
@@ -97,7 +99,7 @@ def fgsm(
     """Fast gradient sign method: ``clip(x + ε · sign(∇x CE(f(x), y)))``."""
     grad = _loss_gradient(model, x, y)
     with torch.no_grad():
-        return torch.clamp(x + epsilon * grad.sign(), *input_range)
+        return clip(x + epsilon * grad.sign(), *input_range)
 
 
 def pgd(
@@ -129,7 +131,7 @@ def pgd(
         adv = x0.clone()
         if random_start:
             noise = torch.empty_like(x0).uniform_(-epsilon, epsilon, generator=_generator(x0, seed))
-            adv = torch.clamp(adv + noise, lo, hi)
+            adv = clip(adv + noise, lo, hi)
     for _ in range(steps):
         grad = _loss_gradient(model, adv, y)
         with torch.no_grad():
@@ -175,14 +177,14 @@ def pgd_l2(
                 (x0.shape[0],), generator=gen, device=x0.device, dtype=x0.dtype
             ).view_as(_l2(x0))
             direction = direction / _l2(direction).clamp_min(tiny)
-            adv = torch.clamp(x0 + direction * radius * epsilon, *input_range)
+            adv = clip(x0 + direction * radius * epsilon, *input_range)
     for _ in range(steps):
         grad = _loss_gradient(model, adv, y)
         with torch.no_grad():
             adv = adv + alpha * grad / _l2(grad).clamp_min(tiny)
             delta = adv - x0
             scale = (epsilon / _l2(delta).clamp_min(tiny)).clamp(max=1.0)
-            adv = torch.clamp(x0 + delta * scale, *input_range)
+            adv = clip(x0 + delta * scale, *input_range)
     return adv
 
 
@@ -204,7 +206,7 @@ def gaussian_noise(
 ) -> torch.Tensor:
     """``clip(x + ε · N(0, 1))``, seeded (``epsilon`` is the standard deviation)."""
     noise = torch.randn(x.shape, generator=_generator(x, seed), device=x.device, dtype=x.dtype)
-    return torch.clamp(x.detach() + epsilon * noise, *input_range)
+    return clip(x.detach() + epsilon * noise, *input_range)
 
 
 def uniform_noise(
@@ -218,7 +220,7 @@ def uniform_noise(
 ) -> torch.Tensor:
     """``clip(x + U(−ε, ε))``, seeded."""
     noise = torch.empty_like(x).uniform_(-epsilon, epsilon, generator=_generator(x, seed))
-    return torch.clamp(x.detach() + noise, *input_range)
+    return clip(x.detach() + noise, *input_range)
 
 
 Attack = Callable[..., torch.Tensor]

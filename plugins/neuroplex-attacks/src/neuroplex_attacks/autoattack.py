@@ -26,6 +26,7 @@ from typing import Any
 import attrs
 import torch
 
+from neuroplex.ranges import Bounds, bounds_scale, outside_bounds
 from neuroplex_attacks.apgd import apgd_ce, apgd_dlr, apgd_t
 from neuroplex_attacks.fab import fab_t
 from neuroplex_attacks.square import square
@@ -39,7 +40,8 @@ __all__ = [
     "run_sequence",
 ]
 
-Range = tuple[float, float]
+#: the clip bounds: two numbers, or per-channel tensors of the input's per-sample shape
+Range = Bounds
 
 ENSEMBLE_ATTACKS: dict[str, Callable[..., torch.Tensor]] = {
     "apgd_ce": apgd_ce,
@@ -157,8 +159,7 @@ def run_sequence(
     Every attack's output is checked: inside ``input_range`` and within ``epsilon`` in its norm
     (a violation is a bug and raises ``RuntimeError``).
     """
-    lo, hi = input_range
-    tol = 1e-5 * max(1.0, abs(lo), abs(hi), epsilon)
+    tol = 1e-5 * max(1.0, bounds_scale(input_range), epsilon)
     x = x.detach()
     with torch.no_grad():
         clean = model(x).argmax(dim=1) == y
@@ -182,8 +183,8 @@ def run_sequence(
             size = perturbation_norm(x[idx], adv, str(params["norm"]))
             if float(size.max()) > epsilon + tol:
                 raise RuntimeError(f"{name}: perturbation {float(size.max())} > epsilon {epsilon}")
-            if float(adv.min()) < lo - tol or float(adv.max()) > hi + tol:
-                raise RuntimeError(f"{name}: adversarial input leaves input_range {(lo, hi)}")
+            if outside_bounds(adv, input_range, tol):
+                raise RuntimeError(f"{name}: adversarial input leaves input_range")
             with torch.no_grad():
                 fooled = model(adv).argmax(dim=1) != y[idx]
             x_adv[idx[fooled]] = adv[fooled]

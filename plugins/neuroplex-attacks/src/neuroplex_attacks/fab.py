@@ -24,15 +24,28 @@ from collections.abc import Callable
 
 import torch
 
+from neuroplex.ranges import Bounds, clip
+
 __all__ = ["box_projection", "fab_t"]
 
-Range = tuple[float, float]
+#: the clip bounds: two numbers, or per-channel tensors of the input's per-sample shape
+Range = Bounds
 _TINY = 1e-12
 
 
 def _norm(t: torch.Tensor, norm: str) -> torch.Tensor:
     flat = t.reshape(t.shape[0], -1)
     return flat.abs().amax(dim=1) if norm == "linf" else flat.norm(p=2, dim=1)
+
+
+def _flat_bounds(bounds: Range) -> Range:
+    """Per-channel bounds ``(1, C, ...)`` flattened to ``(1, D)`` like the points."""
+    lo, hi = bounds
+    if isinstance(lo, torch.Tensor):
+        lo = lo.reshape(1, -1)
+    if isinstance(hi, torch.Tensor):
+        hi = hi.reshape(1, -1)
+    return lo, hi
 
 
 def box_projection(
@@ -104,7 +117,7 @@ def _run(
     beta: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One FAB run: ``(closest adversarial found, its norm)`` (norm ``inf`` where none)."""
-    lo, hi = input_range
+    lo, hi = input_range = _flat_bounds(input_range)  # the points below are (N, D)
     n = x0.shape[0]
     flat0 = x0.reshape(n, -1)
     best = x0.clone()
@@ -128,7 +141,7 @@ def _run(
             n_cur, n_orig = _norm(d_cur, norm), _norm(d_orig, norm)
             alpha = (n_cur / (n_cur + n_orig).clamp_min(_TINY)).clamp(0.0, alpha_max)[:, None]
             moved = (1 - alpha) * (flat + eta * d_cur) + alpha * (flat0 + eta * d_orig)
-            x = torch.clamp(moved, lo, hi).view_as(x0)
+            x = clip(moved, lo, hi).view_as(x0)
             adversarial = model(x).argmax(dim=1) != y
             dist = _norm(x - x0, norm)
             closer = adversarial & (dist < best_norm)
@@ -183,7 +196,7 @@ def fab_t(
                 u = torch.rand(xs.shape, generator=gen, device=xs.device, dtype=xs.dtype) * 2 - 1
                 radius = 0.5 * torch.clamp(best_norm[idx], max=epsilon)
                 scale = radius / _norm(u, norm).clamp_min(_TINY)
-                start = torch.clamp(xs + u * scale.view(-1, *([1] * (xs.ndim - 1))), lo, hi)
+                start = clip(xs + u * scale.view(-1, *([1] * (xs.ndim - 1))), lo, hi)
             found, dist = _run(
                 model,
                 xs,

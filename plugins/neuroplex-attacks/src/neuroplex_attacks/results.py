@@ -8,6 +8,8 @@ import attrs
 import torch
 from torch.utils.data import TensorDataset
 
+from neuroplex.ranges import InputRange
+
 __all__ = [
     "AdversarialDataset",
     "AutoAttackResult",
@@ -71,7 +73,8 @@ class RobustnessResult(_Keyed):
             attack removes more than ``1 − threshold`` of the clean accuracy); never true when
             ``clean_accuracy == 0``.
         vulnerability_threshold, vulnerability_rule: the threshold and the rule above.
-        input_range: ``(min, max)`` the adversarial inputs are clipped to.
+        input_range: ``(min, max)`` the adversarial inputs are clipped to, or per channel
+            ``((min_0, ...), (max_0, ...))`` (:mod:`neuroplex.ranges`).
         params: the attack's settings (``steps``, ``alpha``, ``seed``, ...).
         backend, tier: the engine (``"torch"``/``"torch"``; ``"onnx"``/``"gradients"`` or
             ``"forward_only"``).
@@ -90,7 +93,7 @@ class RobustnessResult(_Keyed):
     is_vulnerable: bool
     vulnerability_threshold: float
     vulnerability_rule: str = VULNERABILITY_RULE
-    input_range: tuple[float, float] = (0.0, 1.0)
+    input_range: InputRange = (0.0, 1.0)
     params: dict[str, Any] = attrs.field(factory=dict)
     backend: str = "torch"
     tier: str = "torch"
@@ -138,7 +141,7 @@ class RobustnessResult(_Keyed):
 
     def to_dict(self) -> dict[str, Any]:
         data = attrs.asdict(self, recurse=False)
-        data["input_range"] = list(self.input_range)
+        data["input_range"] = [list(v) if isinstance(v, tuple) else v for v in self.input_range]
         data["params"] = _plain(self.params)
         return data
 
@@ -221,7 +224,7 @@ class NoiseRobustnessResult(_Keyed):
     n_trials: int
     seed: int
     n_samples: int
-    input_range: tuple[float, float] = (0.0, 1.0)
+    input_range: InputRange = (0.0, 1.0)
     backend: str = "torch"
     tier: str = "torch"
 
@@ -299,7 +302,7 @@ class AutoAttackResult(_Keyed):
     attack_seconds: dict[str, float]
     skipped: dict[str, str] = attrs.field(factory=dict)
     batch_size: int = 0
-    input_range: tuple[float, float] = (0.0, 1.0)
+    input_range: InputRange = (0.0, 1.0)
     backend: str = "torch"
     tier: str = "torch"
 

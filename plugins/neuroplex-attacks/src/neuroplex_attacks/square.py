@@ -26,9 +26,12 @@ from collections.abc import Callable
 
 import torch
 
+from neuroplex.ranges import Bounds, clip
+
 __all__ = ["square", "square_fraction"]
 
-Range = tuple[float, float]
+#: the clip bounds: two numbers, or per-channel tensors of the input's per-sample shape
+Range = Bounds
 _TINY = 1e-12
 _SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 
@@ -117,14 +120,14 @@ def _run(
     rescale: bool,
     gen: torch.Generator,
 ) -> torch.Tensor:
-    lo, hi = input_range
+    lo, hi = (_as_4d(b) if isinstance(b, torch.Tensor) else b for b in input_range)
     n, c, h, w = x4.shape
 
     def margin_of(batch: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return _margin(model(batch.reshape(batch.shape[0], *shape[1:])), labels)
 
     if norm == "linf":
-        best = torch.clamp(x4 + epsilon * _signs(gen, (n, c, 1, w), x4), lo, hi)
+        best = clip(x4 + epsilon * _signs(gen, (n, c, 1, w), x4), lo, hi)
     else:
         s = max(1, min(h, w) // 5)
         delta = torch.zeros_like(x4)
@@ -134,7 +137,7 @@ def _run(
             for j in range(w // s):
                 r, q = start_h + i * s, start_w + j * s
                 delta[:, :, r : r + s, q : q + s] += meta * _signs(gen, (n, c, 1, 1), x4)
-        best = torch.clamp(x4 + epsilon * delta / _l2(delta).clamp_min(_TINY), lo, hi)
+        best = clip(x4 + epsilon * delta / _l2(delta).clamp_min(_TINY), lo, hi)
     best_margin = margin_of(best, y)
     for it in range(n_queries - 1):
         active = torch.nonzero(best_margin > 0).flatten()
@@ -147,8 +150,11 @@ def _run(
             s_h, s_w = _window(p, h, w)
             r, q = _randint(gen, h - s_h, x4.device), _randint(gen, w - s_w, x4.device)
             candidate = current.clone()
-            window = base[:, :, r : r + s_h, q : q + s_w] + epsilon * _signs(gen, (k, c, 1, 1), x4)
-            candidate[:, :, r : r + s_h, q : q + s_w] = torch.clamp(window, lo, hi)
+            win = (slice(None), slice(None), slice(r, r + s_h), slice(q, q + s_w))
+            window = base[win] + epsilon * _signs(gen, (k, c, 1, 1), x4)
+            candidate[win] = clip(
+                window, *(b[win] if isinstance(b, torch.Tensor) else b for b in (lo, hi))
+            )
         else:
             candidate = _l2_proposal(base, current, epsilon, p, (lo, hi), gen)
         cand_margin = margin_of(candidate, y[active])
@@ -192,7 +198,7 @@ def _l2_proposal(
     delta[win2] = 0.0
     delta[win1] = new
     lo, hi = input_range
-    return torch.clamp(base + epsilon * delta / _l2(delta).clamp_min(_TINY), lo, hi)
+    return clip(base + epsilon * delta / _l2(delta).clamp_min(_TINY), lo, hi)
 
 
 def square(

@@ -21,8 +21,16 @@ from neuroplex.analysis.backend import (
     resolve_device,
     resolve_model,
 )
-from neuroplex.analysis.inputs import as_inputs, as_labels, check_input_range, check_logits
+from neuroplex.analysis.inputs import as_inputs, as_labels, check_logits
 from neuroplex.errors import ConfigError
+from neuroplex.ranges import (
+    InputRange,
+    bounds_scale,
+    check_input_range,
+    describe_range,
+    outside_bounds,
+    range_bounds,
+)
 from neuroplex_attacks import attacks as _attacks
 from neuroplex_attacks.autoattack import MIN_CLASSES, SequenceOutcome, plan, run_sequence
 from neuroplex_attacks.results import (
@@ -261,10 +269,12 @@ class AdversarialTester:
             to a ``.onnx`` file. Outputs that are already probabilities are refused.
         device: where to run (``None``: the model's device; a string, ``torch.device`` or a
             neuroplex Device). A PyTorch model is moved there for each call and moved back.
-        input_range: ``(min, max)`` of valid inputs; attacks clip to it and ``x`` must lie in
-            it. Default: the ONNX module's ``input_range`` (its argument or the file's
-            metadata); else ``(0, 1)``, except for files from other tools, where it is an
-            error to leave it out.
+        input_range: ``(min, max)`` of valid inputs, or per channel ``(mins, maxs)`` with one
+            value per channel of the input's axis 1 (``(N, C, ...)``; see
+            :mod:`neuroplex.ranges`); attacks clip to it and ``x`` must lie in it. Default:
+            the ONNX module's ``input_range`` (its argument or the file's metadata); else
+            ``(0, 1)``, except for files from other tools, where it is an error to leave it
+            out.
         vulnerability_threshold: ``is_vulnerable`` is
             ``robust_accuracy < vulnerability_threshold × clean_accuracy`` (default 0.5: the
             attack removes more than half of the clean accuracy).
@@ -282,7 +292,7 @@ class AdversarialTester:
         model: Any,
         device: Any = None,
         *,
-        input_range: tuple[float, float] | None = None,
+        input_range: Any = None,
         vulnerability_threshold: float = 0.5,
         batch_size: int = 512,
         seed: int = 0,
@@ -300,11 +310,18 @@ class AdversarialTester:
                 raise ConfigError(
                     "input_range is unknown: this ONNX file was not exported by neuroplex and "
                     "its metadata gives no input range; pass input_range=(min, max) (CLI: "
-                    "--input-range MIN MAX), the units the model's inputs are in",
+                    "--input-range MIN MAX), the units the model's inputs are in, or one value "
+                    "per channel: input_range=(mins, maxs)",
                     path="input_range",
                 )
             input_range = self._resolved.input_range or (0.0, 1.0)
-        self.input_range = check_input_range(input_range)
+        self.input_range: InputRange = check_input_range(input_range)
+        module = self._resolved.module
+        specs: Sequence[Any] = (
+            getattr(module, "input_specs", ()) if self._resolved.backend == "onnx" else ()
+        )
+        if len(specs) == 1 and len(specs[0].shape) >= 2 and isinstance(specs[0].shape[1], int):
+            check_input_range(self.input_range, channels=specs[0].shape[1])
         if not 0.0 < float(vulnerability_threshold) <= 1.0:
             raise ConfigError(
                 f"vulnerability_threshold must be in (0, 1], got {vulnerability_threshold!r}",
@@ -336,13 +353,13 @@ class AdversarialTester:
     def _inputs(self, x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
         x = as_inputs(x, self.device)
         n = int(x.shape[0])
-        lo, hi = self.input_range
-        tol = 1e-6 * max(1.0, abs(lo), abs(hi))
-        if float(x.min()) < lo - tol or float(x.max()) > hi + tol:
+        bounds = range_bounds(self.input_range, x)  # checks a per-channel range's channels
+        tol = 1e-6 * max(1.0, bounds_scale(bounds))
+        if outside_bounds(x, bounds, tol):
             raise ConfigError(
                 f"x spans [{float(x.min()):.4g}, {float(x.max()):.4g}], outside input_range "
-                f"({lo:g}, {hi:g}): attacks work in the model's input units, so pass the "
-                "input_range your data is scaled to",
+                f"{describe_range(self.input_range)}: attacks work in the model's input units, "
+                "so pass the input_range your data is scaled to",
                 path="input_range",
             )
         if y is None:  # batch by batch, as the attacks see them: a shard predicts the same
@@ -406,7 +423,7 @@ class AdversarialTester:
                         xb,
                         yb,
                         epsilon=epsilon,
-                        input_range=self.input_range,
+                        input_range=range_bounds(self.input_range, xb),
                         **params,
                         **extra,
                     ).detach()
@@ -430,15 +447,17 @@ class AdversarialTester:
         self, norm: str, attack: str, x: torch.Tensor, x_adv: torch.Tensor, epsilon: float
     ) -> None:
         """Every perturbation respects the budget and every input the range (else a bug)."""
-        lo, hi = self.input_range
-        tol = 1e-5 * max(1.0, abs(lo), abs(hi), epsilon)
+        bounds = range_bounds(self.input_range, x)
+        tol = 1e-5 * max(1.0, bounds_scale(bounds), epsilon)
         linf, l2 = _per_sample_norms(x, x_adv)
         if norm == "linf" and float(linf.max()) > epsilon + tol:
             raise RuntimeError(f"{attack}: L-inf perturbation {float(linf.max())} > {epsilon}")
         if norm == "l2" and float(l2.max()) > epsilon + tol:
             raise RuntimeError(f"{attack}: L2 perturbation {float(l2.max())} > {epsilon}")
-        if float(x_adv.min()) < lo - tol or float(x_adv.max()) > hi + tol:
-            raise RuntimeError(f"{attack}: adversarial input leaves input_range {(lo, hi)}")
+        if outside_bounds(x_adv, bounds, tol):
+            raise RuntimeError(
+                f"{attack}: adversarial input leaves input_range {describe_range(self.input_range)}"
+            )
 
     def _result(
         self, attack: str, epsilon: float, x: torch.Tensor, outcome: _Outcome
@@ -590,7 +609,7 @@ class AdversarialTester:
                         yb,
                         steps,
                         epsilon=epsilon,
-                        input_range=self.input_range,
+                        input_range=range_bounds(self.input_range, xb),
                         seed=base_seed + first_batch + i,
                     )
                 )
