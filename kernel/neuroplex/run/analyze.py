@@ -21,7 +21,7 @@ from neuroplex.run.build import plugin_errors
 from neuroplex.run.data import _xy
 from neuroplex.run.export import Exported
 
-__all__ = ["SPLITS", "Analyzed", "analyze", "run_analyses"]
+__all__ = ["SPLITS", "Analyzed", "analyze", "now_analyzers", "run_analyses"]
 
 #: the held-out splits an analysis may run on
 SPLITS = ("test", "val")
@@ -38,10 +38,13 @@ class Analyzed:
 
 
 def analyze(exported: Exported, mechanic: Mechanic) -> Analyzed:
+    """Run the spec's analyses on the trained model; those marked ``models = "final"`` wait
+    for the feedback stage when the spec has policies (one may replace the model)."""
     built = exported.tested.trained.built
+    spec = built.loaded.spec
     evaluations: dict[str, dict[str, Any]] = {}
     analyses = run_analyses(
-        built.loaded.spec.analysis.analyzers,
+        now_analyzers(spec.analysis.analyzers, has_policies=bool(spec.feedback.policies)),
         built.model,
         exported.onnx_path,
         built.loaded.data,
@@ -49,6 +52,12 @@ def analyze(exported: Exported, mechanic: Mechanic) -> Analyzed:
         evaluations=evaluations,
     )
     return Analyzed(exported=exported, analyses=analyses, evaluations=evaluations)
+
+
+def now_analyzers(specs: Sequence[AnalyzerSpec], *, has_policies: bool) -> list[AnalyzerSpec]:
+    """The entries the analyze stage runs: all of them without policies (the trained model is
+    the final one), else those that run on every model (``models = "every"``)."""
+    return [s for s in specs if not has_policies or s.models == "every"]
 
 
 def _analysis_target(spec: AnalyzerSpec, model: torch.nn.Module, onnx_path: Path | None) -> Any:
