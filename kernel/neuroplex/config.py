@@ -216,6 +216,10 @@ class AnalyzerSpec:
     n_samples: int = attrs.field(default=256, validator=_positive)
     #: the name this entry's result is filed under (results.json, sinks, report); default: `name`
     id: str | None = attrs.field(default=None, validator=attrs.validators.optional(_name))
+    #: `every`: the trained model, and again each model a policy returns (`<id>@roundN`);
+    #: `final`: once, on the model the run ends with (after the policies), for an expensive
+    #: evaluation such as `autoattack`
+    models: Literal["every", "final"] = "every"
 
     @property
     def key(self) -> str:

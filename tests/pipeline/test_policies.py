@@ -12,7 +12,9 @@ import pytest
 
 from neuroplex import ConfigError, PluginError, RunRejected
 from neuroplex.cli import main
+from neuroplex.config import AnalyzerSpec
 from neuroplex.pipeline import run
+from neuroplex.run.analyze import now_analyzers
 
 from ..ecosystem._cli import clean_env, run_cli
 from .test_run import FIXTURES, spec
@@ -84,6 +86,39 @@ def test_policies_see_each_analysis_under_its_entry_id(tiny, tmp_path) -> None:
     assert sorted(result.analyses) == [
         "logit-torch", "logit-torch@round2", "mean_logit", "mean_logit@round2"
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("policies", "keys"),
+    [
+        (["keep", "retrain_once", "keep"], ["mean_logit", "mean_logit@round2", "once@round2"]),
+        (["keep"], ["mean_logit", "once"]),  # no new model: the trained one is the final one
+    ],
+)
+def test_an_analysis_on_the_final_model_only_runs_once_after_the_policies(
+    tiny, tmp_path, policies, keys
+) -> None:
+    body = with_policies(tmp_path, *({"name": name} for name in policies))
+    body["analysis"] = {
+        "analyzers": [
+            {"name": "mean_logit", "n_samples": 16},
+            {"name": "mean_logit", "id": "once", "n_samples": 16, "models": "final"},
+        ]
+    }
+    result = run(body, output=tmp_path / "run")
+    assert sorted(result.analyses) == keys
+    # the policies never see it (it runs after them), and it measured the final model
+    assert all(row["analyses"] == ["mean_logit"] for row in result.rounds if "analyses" in row)
+    final, once = (result.analyses[k]["mean_logit"] for k in (keys[-2], keys[-1]))
+    assert once == final
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["evaluations"][keys[-1]]["analyzer"] == "mean_logit"
+
+
+def test_without_policies_the_analyze_stage_runs_the_final_model_analyses() -> None:
+    every, final = AnalyzerSpec(name="a"), AnalyzerSpec(name="b", models="final")
+    assert now_analyzers([every, final], has_policies=False) == [every, final]
+    assert now_analyzers([every, final], has_policies=True) == [every]
 
 
 def test_a_rejection_fails_the_run_after_its_report(tiny, tmp_path, capsys) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "Analyzed",
     "analyze",
     "analyze_worker",
+    "now_analyzers",
     "run_analyses",
     "sharded_specs",
     "shards_analysis",
@@ -54,13 +55,14 @@ class Analyzed:
 def analyze(exported: Exported, mechanic: Mechanic) -> Analyzed:
     """The spec's analyzers on rank 0 (or the only process); under ``--nproc N`` on one node,
     each analyzer with the ``shards`` capability is evaluated by every rank
-    (:func:`analyze_worker` on ranks > 0)."""
+    (:func:`analyze_worker` on ranks > 0). Those marked ``models = "final"`` wait for the
+    feedback stage when the spec has policies (one may replace the model)."""
     built = exported.tested.trained.built
     spec = built.loaded.spec
     evaluations: dict[str, dict[str, Any]] = {}
     with _analysis_group(spec) as group:
         analyses = run_analyses(
-            spec.analysis.analyzers,
+            _now(spec),
             built.model,
             exported.onnx_path,
             built.loaded.data,
@@ -88,7 +90,7 @@ def shards_analysis(spec: RunSpec) -> bool:
         local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
     except ValueError:
         return False
-    return world > 1 and local == world and bool(sharded_specs(spec.analysis.analyzers))
+    return world > 1 and local == world and bool(sharded_specs(_now(spec)))
 
 
 @contextlib.contextmanager
@@ -109,9 +111,17 @@ def analyze_worker(spec: RunSpec, model: torch.nn.Module, run_dir: Path, data: D
         return
     onnx_path = run_dir / "model.onnx" if spec.export.enabled else None
     with _analysis_group(spec) as group:
-        run_analyses(
-            sharded_specs(spec.analysis.analyzers), model, onnx_path, data, None, group=group
-        )
+        run_analyses(sharded_specs(_now(spec)), model, onnx_path, data, None, group=group)
+
+
+def now_analyzers(specs: Sequence[AnalyzerSpec], *, has_policies: bool) -> list[AnalyzerSpec]:
+    """The entries the analyze stage runs: all of them without policies (the trained model is
+    the final one), else those that run on every model (``models = "every"``)."""
+    return [s for s in specs if not has_policies or s.models == "every"]
+
+
+def _now(spec: RunSpec) -> list[AnalyzerSpec]:
+    return now_analyzers(spec.analysis.analyzers, has_policies=bool(spec.feedback.policies))
 
 
 def _analysis_target(spec: AnalyzerSpec, model: torch.nn.Module, onnx_path: Path | None) -> Any:

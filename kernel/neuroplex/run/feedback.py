@@ -1,7 +1,8 @@
 """Stage 6, feedback: the spec's Mechanic policies (plugins, built by the build stage), each
 applied in turn to the run so far (see :mod:`neuroplex.protocols`). A policy that returns a new
 model has it evaluated on the test split and the spec's analyses re-run on it before the next
-policy; a rejection stops the policies (the run fails once its report is written)."""
+policy; a rejection stops the policies (the run fails once its report is written). Analyses
+marked ``models = "final"`` run once, after the policies, on the model the run ends with."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from neuroplex.run.build import plugin_errors
 from neuroplex.run.export import export_model
 from neuroplex.run.train import _training_config, test_metrics, train_model
 
-__all__ = ["FedBack", "apply_policies", "feedback"]
+__all__ = ["FedBack", "apply_policies", "feedback", "run_final_analyses"]
 
 
 @attrs.frozen(kw_only=True)
@@ -59,6 +60,8 @@ def feedback(analyzed: Analyzed, mechanic: Mechanic) -> FedBack:
         verification=exported.verification,
     )
     apply_policies(built.policies, ctx)
+    if built.policies:
+        run_final_analyses(ctx)
     return FedBack(
         analyzed=analyzed,
         rounds=ctx.rows,
@@ -90,6 +93,8 @@ class _Context:
     rows: list[dict[str, Any]] = attrs.field(factory=list)
     sections: list[dict[str, Any]] = attrs.field(factory=list)
     rejection: str | None = None
+    #: the step of the current model's evaluation: 0 the trained model, N after N decisions
+    model_round: int = 0
 
 
 def apply_policies(policies: Sequence[tuple[str, Policy]], ctx: _Context) -> None:
@@ -111,13 +116,14 @@ def apply_policies(policies: Sequence[tuple[str, Policy]], ctx: _Context) -> Non
         ctx.sections.extend(outcome.sections)
         if outcome.model is not None:
             ctx.model = outcome.model
+            ctx.model_round = len(ctx.rows)
             ctx.test_metrics = test_metrics(ctx.model, ctx.record, ctx.data.test)
             ctx.mechanic.record_performance(
                 ctx.spec.model.name, ctx.test_metrics, step=len(ctx.rows)
             )
             ctx.analyses.update(
                 run_analyses(
-                    ctx.spec.analysis.analyzers,
+                    [s for s in ctx.spec.analysis.analyzers if s.models == "every"],
                     ctx.model,
                     ctx.onnx_path,
                     ctx.data,
@@ -129,6 +135,25 @@ def apply_policies(policies: Sequence[tuple[str, Policy]], ctx: _Context) -> Non
         if outcome.rejection is not None:
             ctx.rejection = f"policy {name!r} rejected the run: {outcome.rejection}"
             return
+
+
+def run_final_analyses(ctx: _Context) -> None:
+    """The spec's ``models = "final"`` analyses, once, on the model the run ends with (keyed
+    ``<id>`` for the trained model, ``<id>@roundN`` for one a policy returned after N
+    decisions, like the other analyses of that model)."""
+    final = [s for s in ctx.spec.analysis.analyzers if s.models == "final"]
+    if final:
+        ctx.analyses.update(
+            run_analyses(
+                final,
+                ctx.model,
+                ctx.onnx_path,
+                ctx.data,
+                ctx.mechanic,
+                round_=ctx.model_round,
+                evaluations=ctx.evaluations,
+            )
+        )
 
 
 def _decide(mechanic: Mechanic, decision: PolicyDecision, sent: list[PolicyDecision]) -> None:

@@ -322,7 +322,8 @@ def test_bad_construction_gives_clear_errors(digits_mlp, tmp_path):
         AdversarialTester(digits_mlp, input_range=(1.0, 0.0))
     with pytest.raises(
         ConfigError,
-        match=r"input_range must be two numbers \(min, max\) or two per-channel sequences, got 'ab'",
+        match=r"input_range must be two numbers \(min, max\) or two per-channel sequences, "
+        r"got 'ab'",
     ):
         AdversarialTester(digits_mlp, input_range="ab")
     with pytest.raises(ConfigError, match="vulnerability_threshold"):

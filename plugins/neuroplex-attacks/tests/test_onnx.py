@@ -158,3 +158,29 @@ def test_forward_only_onnx_runs_square_and_says_why(digits, digits_mlp, forward_
     for attack in ("apgd_ce", "apgd_t", "fab_t"):
         with pytest.raises(ConfigError, match="forward-only"):
             tester.test_robustness(x[:10], y[:10], attack, EPS)
+
+
+def test_torch_is_single_threaded_beside_onnx_runtime_and_restored(
+    digits, digits_mlp, onnx_module, monkeypatch
+):
+    _, _, x, y = digits
+    calls: list[int] = []
+    real = torch.set_num_threads
+
+    def spy(n: int) -> None:
+        calls.append(n)
+        real(n)
+
+    monkeypatch.setattr(torch, "set_num_threads", spy)
+    before = torch.get_num_threads()
+    tiny = {"square": {"n_queries": 5}}
+    ort = AdversarialTester(onnx_module).evaluate(
+        x[:8], y[:8], EPS, version="custom", attacks=["square"], options=tiny
+    )
+    assert calls == [1, before] and torch.get_num_threads() == before
+    calls.clear()
+    same = AdversarialTester(digits_mlp).evaluate(
+        x[:8], y[:8], EPS, version="custom", attacks=["square"], options=tiny
+    )
+    assert calls == []  # a PyTorch model keeps its threads for its own forward passes
+    assert ort.robust == same.robust
