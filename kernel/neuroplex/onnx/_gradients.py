@@ -210,10 +210,11 @@ def _max_pool2d_backward(
 
     Non-overlapping windows (kernel == stride, no padding, the input a multiple of the
     kernel) use only full-resolution elementwise operators and pooling, each a flat pass
-    over contiguous memory on ONNX Runtime: ``m`` is the forward's pooling (ORT merges the
-    two identical MaxPool nodes), ``x == upsample(m)`` marks every maximum; a window with
-    tied maxima keeps its first, the one of highest priority ``k0 * k1 - offset`` (a second
-    max-pool over ``priority * is_max``); the gradient is ``upsample(grad_output)`` there.
+    over contiguous memory on ONNX Runtime: ``m`` is the forward's pooling (the exporter
+    merges the two identical MaxPool nodes into one), ``x == upsample(m)`` marks every
+    maximum; a window with tied maxima keeps its first, the one of highest priority
+    ``k0 * k1 - offset`` (a second max-pool over ``priority * is_max``); the gradient is
+    ``upsample(grad_output)`` there.
     Other poolings recompute the indices from strided views and use PyTorch's
     decomposition.
     """
@@ -244,7 +245,7 @@ def _max_pool2d_backward(
     size = [height, width]
 
     def pool(t: torch.Tensor) -> torch.Tensor:
-        # the forward's own call, so that ONNX Runtime merges the two (same node)
+        # the forward's own call: the exporter merges the two into one MaxPool node
         out: torch.Tensor = _aten.max_pool2d_with_indices.default(
             t, kernel_size, stride, padding, dilation, ceil_mode
         )[0]
