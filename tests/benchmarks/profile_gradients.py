@@ -5,6 +5,8 @@ Run directly (not part of the test run)::
     python tests/benchmarks/profile_gradients.py [--models resnet,convnext] [--batch 32]
         [--repeats 10] [--threads 1] [--top 12]
 
+``--models cnn`` profiles the digits CNN of ``bench_analysis.py`` (28×28, its own batch of 128).
+
 For each zoo model (``neuroplex.testing.zoo``) the script exports the model with its ``ce``
 loss graph, then profiles ``repeats`` calls of forward + cross-entropy input gradient on both
 sides, one thread each (``--threads``):
@@ -113,16 +115,22 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
-            model, example = create(name, batch=4)
+            if name == "cnn":  # the digits CNN of bench_analysis.py (28x28, batch 128)
+                from bench_analysis import _models
+
+                model, x, _ = next(v for k, v in _models().items() if k.startswith("cnn"))
+                example = x[:4]
+            else:
+                model, example = create(name, batch=4)
+                _, x = create(name, batch=args.batch, seed=1)
             path = Path(tmp) / f"{name}.onnx"
             export_onnx(model, example, path, losses=("ce",), progress=False)
-            _, x = create(name, batch=args.batch, seed=1)
             with torch.no_grad():
                 y = model(x).argmax(1)
             fused = path.with_name(f"{name}.loss-ce.onnx")
             ort_ops = _ort_profile(fused, x, y, args.repeats, args.threads)
             torch_ops = _torch_profile(model, x, y, args.repeats)
-            print(f"## {name}, batch {args.batch}, {args.threads} thread(s)")
+            print(f"## {name}, batch {len(x)}, {args.threads} thread(s)")
             print(_table("ONNX Runtime fused CE", ort_ops, args.top))
             print(_table("PyTorch autograd", torch_ops, args.top))
             print()

@@ -71,6 +71,8 @@ def test_other_convolutions_keep_the_transposed_convolution(conv: nn.Module) -> 
         (nn.MaxPool2d((3, 2), (2, 1), (1, 0)), 9),
         (nn.MaxPool2d(3, 2, 1, dilation=2), 11),
         (nn.MaxPool2d(2, 3), 10),
+        (nn.MaxPool2d(2), 8),  # non-overlapping: no indices, no scatter
+        (nn.MaxPool2d((2, 3)), 12),
     ],
 )
 def test_max_pool_indices_route_ties_like_pytorch(pool: nn.Module, side: int) -> None:
@@ -88,3 +90,35 @@ def test_gelu_gradient_computes_erf_once() -> None:
     erfs = [n for n in traced.graph.nodes if n.target is torch.ops.aten.erf.default]
     assert len(erfs) == 1
     assert torch.nn.functional.gelu is torch._C._nn.gelu  # restored after the trace
+
+
+class _SelfAttention(nn.Module):
+    def __init__(self, mask: bool) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(8, 24)
+        self.mask = torch.tril(torch.ones(5, 5, dtype=torch.bool)) if mask else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        qkv = self.qkv(x).reshape(x.shape[0], 5, 3, 2, 4).permute(2, 0, 3, 1, 4)
+        out = nn.functional.scaled_dot_product_attention(
+            qkv[0], qkv[1], qkv[2], attn_mask=self.mask
+        )
+        return out.flatten(1)
+
+
+@pytest.mark.parametrize("mask", [False, True])
+def test_attention_gradient_has_no_safe_softmax_and_pads_selections(mask: bool) -> None:
+    torch.manual_seed(0)
+    traced = _check(_SelfAttention(mask), torch.randn(3, 5, 8))
+    targets = [n.target for n in traced.graph.nodes]
+    # qkv[i]'s gradient: a zero pad, not an expand and a where against an arange
+    assert targets.count(torch.ops.aten.constant_pad_nd.default) == 3
+    assert (torch.ops.aten.where.self in targets) == mask  # masks keep PyTorch's own path
+    assert nn.functional.scaled_dot_product_attention is torch._C._nn.scaled_dot_product_attention
+
+
+def test_relu_gradient_is_a_product_not_a_where() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3), nn.ReLU())
+    traced = _check(model, torch.randn(6, 5))
+    assert torch.ops.aten.where.self not in {n.target for n in traced.graph.nodes}

@@ -82,6 +82,30 @@ def test_cross_entropy_step_is_bit_identical_to_pytorch_fgsm(all_losses: Any) ->
     assert torch.equal((x + 0.1 * fused.sign()).clamp(0, 1), expected)
 
 
+def test_cross_entropy_gradient_routes_max_pool_ties_like_pytorch(all_losses: Any) -> None:
+    """Constant 2x2 patches tie whole max-pool windows at positive values: the fused graph's
+    pooling backward (no indices) gives each window's gradient to its first maximum."""
+    model, result = all_losses
+    runtime = load_onnx(result.path)
+    gen = torch.Generator().manual_seed(4)
+    x = torch.rand(6, 1, 4, 4, generator=gen).round()
+    x = x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+    x[:2] = 0.5  # constant images
+    y = torch.randint(0, 10, (6,), generator=gen)
+    pooled: list[torch.Tensor] = []
+    pool = next(m for m in model.modules() if isinstance(m, nn.MaxPool2d))
+    hook = pool.register_forward_hook(lambda _m, inputs, _out: pooled.append(inputs[0]))
+    xt = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(nn.functional.cross_entropy(model(xt), y, reduction="sum"), xt)
+    hook.remove()
+    windows = pooled[0].detach().unfold(2, 2, 2).unfold(3, 2, 2).flatten(-2)
+    top = windows.amax(-1, keepdim=True)
+    tied = ((windows == top).sum(-1) > 1) & (top.squeeze(-1) > 0)
+    assert tied.sum() > 20  # the case under test: ties that the ReLU backward does not erase
+    fused = runtime.loss_and_grad(x, y, loss="ce").grad
+    assert _rel(fused, grad) <= 1e-5
+
+
 def test_default_export_writes_ce_and_selected_beside_the_file(cnn_export: Any) -> None:
     _, result = cnn_export
     meta = read_metadata(result.path)

@@ -5,7 +5,9 @@ output) is traced with
 ``make_fx`` over core ATen decompositions, plus custom decompositions of backward ops that
 ONNX has no function for: ``convolution_backward`` becomes a transposed convolution of
 ``grad_output`` with the forward weight, ``avg_pool2d_backward`` a depthwise transposed
-convolution with a ones kernel. Parameters are frozen while tracing,
+convolution with a ones kernel; others because ONNX Runtime runs a different formulation
+faster (max-pool without indices, ReLU's backward as a product, ``select``'s gradient as a
+``Pad``; see ``kernel/docs/onnx-gradients.md``). Parameters are frozen while tracing,
 so only the input gradient is traced. The traced graph is then exported like any model.
 
 Symbolic tracing gives a graph with a dynamic batch; when it fails, a fixed-batch graph is
@@ -202,9 +204,20 @@ def _max_pool2d_backward(
     ceil_mode: bool,
     indices: torch.Tensor,
 ) -> torch.Tensor:
-    """Input gradient of non-overlapping max pooling without the indices (ORT computes
-    MaxPool indices slowly and scatters them back): each window routes its gradient to its
-    first maximum, as PyTorch does. Other poolings use PyTorch's own decomposition."""
+    """Input gradient of max pooling without the forward's indices (ORT computes MaxPool
+    indices slowly and scatters them back): each window routes its gradient to its first
+    maximum (row-major scan), as PyTorch does.
+
+    Non-overlapping windows (kernel == stride, no padding, the input a multiple of the
+    kernel) use only full-resolution elementwise operators and pooling, each a flat pass
+    over contiguous memory on ONNX Runtime: ``m`` is the forward's pooling (the exporter
+    merges the two identical MaxPool nodes into one), ``x == upsample(m)`` marks every
+    maximum; a window with tied maxima keeps its first, the one of highest priority
+    ``k0 * k1 - offset`` (a second max-pool over ``priority * is_max``); the gradient is
+    ``upsample(grad_output)`` there.
+    Other poolings recompute the indices from strided views and use PyTorch's
+    decomposition.
+    """
     from torch._decomp import decomposition_table
 
     kernel = _pair(kernel_size, kernel_size)
@@ -229,24 +242,69 @@ def _max_pool2d_backward(
             grad_output, input, kernel_size, stride, padding, dilation, ceil_mode, indices
         )
         return grad
-    n, c = input.shape[0], input.shape[1]
-    oh, ow, k0, k1 = height // kernel[0], width // kernel[1], kernel[0], kernel[1]
-    windows = input.reshape(n, c, oh, k0, ow, k1).permute(0, 1, 2, 4, 3, 5)
-    windows = windows.reshape(n, c, oh, ow, k0 * k1)
-    first = windows.argmax(dim=-1, keepdim=True)
-    positions = torch.arange(k0 * k1, device=input.device)
-    routed = (positions == first).to(grad_output.dtype) * grad_output.unsqueeze(-1)
-    routed = routed.reshape(n, c, oh, ow, k0, k1).permute(0, 1, 2, 4, 3, 5)
-    return routed.reshape(n, c, height, width)
+    size = [height, width]
+
+    def pool(t: torch.Tensor) -> torch.Tensor:
+        # the forward's own call: the exporter merges the two into one MaxPool node
+        out: torch.Tensor = _aten.max_pool2d_with_indices.default(
+            t, kernel_size, stride, padding, dilation, ceil_mode
+        )[0]
+        return out
+
+    def upsample(t: torch.Tensor) -> torch.Tensor:
+        # ONNX Resize (nearest): a broadcast to (..., k0, ..., k1) runs element by element
+        out: torch.Tensor = _aten.upsample_nearest2d.default(t, size)
+        return out
+
+    rows = torch.arange(height, device=input.device) % kernel[0]
+    cols = torch.arange(width, device=input.device) % kernel[1]
+    priority = (kernel[0] * kernel[1] - rows[:, None] * kernel[1] - cols).to(input.dtype)
+    score = (input == upsample(pool(input))).to(input.dtype) * priority
+    first = score == upsample(pool(score))
+    return first.to(grad_output.dtype) * upsample(grad_output)
+
+
+def _threshold_backward(
+    grad_output: torch.Tensor, input: torch.Tensor, threshold: float
+) -> torch.Tensor:
+    """ReLU's backward as ``grad_output * (input > threshold)``: ONNX Runtime's ``Where``
+    (PyTorch's decomposition) costs more than a comparison, a cast and a product."""
+    out: torch.Tensor = grad_output * (input > threshold).to(grad_output.dtype)
+    return out
+
+
+def _select_backward(
+    grad_output: torch.Tensor, input_sizes: Sequence[int], dim: int, index: int
+) -> torch.Tensor:
+    """The gradient of ``input.select(dim, index)`` as one zero ``Pad`` of ``grad_output``
+    (PyTorch's decomposition is an ``Expand`` and a ``Where`` against an ``arange`` over the
+    whole input, e.g. per ``qkv[0]``, ``qkv[1]``, ``qkv[2]`` of an attention layer)."""
+    dim %= len(input_sizes)
+    size = input_sizes[dim]
+    if not isinstance(size, int):  # a symbolic size (the batch): PyTorch's decomposition
+        from torch._decomp import decomposition_table
+
+        general: torch.Tensor = decomposition_table[_aten.select_backward.default](
+            grad_output, input_sizes, dim, index
+        )
+        return general
+    index %= size
+    pads = [0, 0] * (len(input_sizes) - dim - 1) + [index, size - 1 - index]
+    out: torch.Tensor = _aten.constant_pad_nd.default(grad_output.unsqueeze(dim), pads, 0.0)
+    return out
 
 
 def _decompositions() -> dict[Any, Any]:
     from torch._decomp import core_aten_decompositions
 
     table = dict(core_aten_decompositions())
+    # kept whole: exported as ONNX Resize (max-pool backward); decomposed it is a Gather
+    table.pop(_aten.upsample_nearest2d.default, None)
     table[_aten.convolution_backward.default] = _convolution_backward
     table[_aten.avg_pool2d_backward.default] = _avg_pool2d_backward
     table[_aten.max_pool2d_with_indices_backward.default] = _max_pool2d_backward
+    table[_aten.threshold_backward.default] = _threshold_backward
+    table[_aten.select_backward.default] = _select_backward
     return table
 
 

@@ -13,7 +13,10 @@ PyTorch's sequence-first formulation (eight transposes per layer in the exported
 
 In the gradient graph (``vjp=True``), exact GELU is a function whose backward reuses the
 forward's ``Φ(x) = (1 + erf(x / √2)) / 2``: PyTorch's ``gelu_backward`` recomputes the ``erf``,
-the most expensive elementwise kernel of a ConvNeXt or ViT gradient on ONNX Runtime.
+the most expensive elementwise kernel of a ConvNeXt or ViT gradient on ONNX Runtime; and
+attention without a mask is ``softmax(q k^T * scale) v`` with a plain softmax (PyTorch's math
+kernel wraps it in ``_safe_softmax``: four more elementwise operators over every attention
+matrix, forward and backward).
 
 Every other call takes PyTorch's own path. Exports are verified against the unpatched model,
 so a rewrite that changed a result would fail verification rather than ship.
@@ -178,6 +181,41 @@ def _gelu(input: torch.Tensor, approximate: str = "none") -> torch.Tensor:
     return out
 
 
+_original_sdpa = F.scaled_dot_product_attention
+
+
+def _sdpa(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> torch.Tensor:
+    """Attention without a mask as ``softmax(q k^T * scale) v``, query and key each scaled by
+    ``sqrt(scale)`` like PyTorch's math kernel, but a plain softmax: the math kernel's
+    ``_safe_softmax`` adds ``Equal``/``Not``/``ReduceAny``/``Where`` over every attention
+    matrix (to zero the rows a mask made all ``-inf``; none without a mask)."""
+    if attn_mask is not None or dropout_p or is_causal or enable_gqa:
+        out: torch.Tensor = _original_sdpa(
+            query,
+            key,
+            value,
+            attn_mask=attn_mask,
+            dropout_p=dropout_p,
+            is_causal=is_causal,
+            scale=scale,
+            enable_gqa=enable_gqa,
+        )
+        return out
+    factor = (query.shape[-1] ** -0.5 if scale is None else scale) ** 0.5
+    scores = (query * factor) @ (key * factor).transpose(-2, -1)
+    attended: torch.Tensor = torch.softmax(scores, dim=-1) @ value
+    return attended
+
+
 @contextlib.contextmanager
 def export_rewrites(*, contrib: bool = False, vjp: bool = False) -> Iterator[None]:
     """Apply the rewrites for the duration (export and VJP tracing only); ``contrib`` uses
@@ -185,10 +223,12 @@ def export_rewrites(*, contrib: bool = False, vjp: bool = False) -> Iterator[Non
     nn.MultiheadAttention.forward = _mha_forward  # type: ignore[method-assign]
     if vjp:
         F.gelu = _gelu
+        F.scaled_dot_product_attention = _sdpa
     previous, _state["contrib"] = _state["contrib"], contrib
     try:
         yield
     finally:
         _state["contrib"] = previous
         F.gelu = _original_gelu
+        F.scaled_dot_product_attention = _original_sdpa
         nn.MultiheadAttention.forward = _original_mha_forward  # type: ignore[method-assign]
