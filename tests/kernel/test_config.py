@@ -46,7 +46,7 @@ def spec(**sections: object) -> dict[str, object]:
         (
             spec(analysis={"analyzers": [{"name": "fgsm"}, {"nme": "x"}]}),
             "analysis.analyzers[1].nme: unknown key; valid keys: name, options, backend, "
-            "n_samples, id; did you mean 'name'?",
+            "n_samples, id, models; did you mean 'name'?",
         ),
         (
             spec(analysis={"analyzers": [{"name": "fgsm"}, {"name": "fgsm", "backend": "torch"}]}),
