@@ -15,14 +15,16 @@ import torch
 
 from neuroplex.config import TrainingConfig
 from neuroplex.errors import ConfigError
-from neuroplex.protocols import TorchPlacement
+from neuroplex.protocols import ShardingPolicy, TorchPlacement
 from neuroplex.records import NEEDS_METRIC
 from neuroplex.torchutils import registered_device, torch_device
 from neuroplex.training.callbacks.nonfinite import NonFinite
-from neuroplex.training.distributed import Strategy
+from neuroplex.training.distributed import DDPStrategy, Strategy
+from neuroplex.training.fsdp import FSDPStrategy
 
 __all__ = [
     "build_optimizers",
+    "make_strategy",
     "plain_state",
     "resolve_device",
     "step_optimizer",
@@ -178,3 +180,25 @@ def plain_state(state: Mapping[str, Any]) -> dict[str, Any]:
     """A scheduler's state without the registry's ``neuroplex_origin`` (LR schedulers save
     their whole ``__dict__``; a checkpoint holds only weights-only-loadable values)."""
     return {k: v for k, v in state.items() if k != "neuroplex_origin"}
+
+
+def make_strategy(
+    name: str,
+    *,
+    timeout_s: float = 300.0,
+    sharding: ShardingPolicy | None = None,
+    family: str | None = None,
+    static_graph: bool = False,
+) -> Strategy:
+    """``"single"``, ``"ddp"`` or ``"fsdp"`` (``timeout_s``: the collectives' timeout;
+    ``sharding``: the fsdp policy; ``family``: the model's name in errors; ``static_graph``:
+    DistributedDataParallel's)."""
+    if name == "single":
+        return Strategy()
+    if name == "ddp":
+        return DDPStrategy(timeout_s, static_graph)
+    if name == "fsdp":
+        return FSDPStrategy(timeout_s, sharding, family)
+    raise ConfigError(
+        f"unknown strategy {name!r}; strategies: single, ddp, fsdp", path="training.strategy"
+    )

@@ -34,12 +34,13 @@ from neuroplex.training.callbacks import (
 from neuroplex.training.callbacks.checkpointing import resume_from
 from neuroplex.training.components import (
     build_optimizers,
+    make_strategy,
     resolve_device,
     step_optimizer,
     step_schedulers,
 )
 from neuroplex.training.data import BatchSource, batch_items, make_sources, to_device
-from neuroplex.training.distributed import Strategy, make_strategy
+from neuroplex.training.distributed import Strategy
 from neuroplex.training.history import EpochRecord, History, TrainingEvent
 from neuroplex.training.metrics import MetricLog, evaluate, evaluate_batches
 from neuroplex.training.precision import Accumulation, Precision
