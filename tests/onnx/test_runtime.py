@@ -373,3 +373,28 @@ def test_too_many_saved_tensors_keep_the_vjp_graph(
     xb = x.clone().requires_grad_(True)
     (ref,) = torch.autograd.grad((model(xb) * w).sum(), xb)
     assert (got - ref).abs().max().item() <= 1e-6
+
+
+@pytest.mark.parametrize(
+    ("local_rank", "gpus", "expected"),
+    [("2", 4, "cuda:2"), ("5", 4, "cuda:1"), ("1", 1, "cuda"), (None, 4, "cuda"), ("x", 4, "cuda")],
+)
+def test_a_torchrun_process_takes_the_gpu_of_its_local_rank(
+    monkeypatch: pytest.MonkeyPatch, local_rank: str | None, gpus: int, expected: str
+) -> None:
+    import onnxruntime as ort
+
+    from neuroplex.onnx._session import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(
+        ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    if local_rank is None:
+        monkeypatch.delenv("LOCAL_RANK", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_RANK", local_rank)
+    assert resolve_device(None) == torch.device(expected)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device(None) == torch.device("cpu")

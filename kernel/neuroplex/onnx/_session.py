@@ -8,6 +8,7 @@ Everything here is a function of a session, a graph or a tensor; the state lives
 from __future__ import annotations
 
 import ast
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,14 +59,22 @@ def input_spec(arg: Any) -> InputSpec:
 
 
 def resolve_device(device: Any) -> torch.device:
-    """The requested device; ``None``: CUDA when a GPU and the CUDA provider are there."""
+    """The requested device; ``None``: CUDA when a GPU and the CUDA provider are there; with
+    several GPUs, a ``torchrun`` process takes the one of its ``LOCAL_RANK`` (each process of
+    ``neuroplex analyze --nproc N`` runs its session on its own GPU)."""
     if device is None:
         import onnxruntime as ort
 
         cuda = torch.cuda.is_available() and "CUDAExecutionProvider" in (
             ort.get_available_providers()
         )
-        return torch.device("cuda" if cuda else "cpu")
+        if not cuda:
+            return torch.device("cpu")
+        local = os.environ.get("LOCAL_RANK", "")
+        count = torch.cuda.device_count()
+        if local.isdigit() and count > 1:
+            return torch.device("cuda", int(local) % count)
+        return torch.device("cuda")
     return torch_device(device)
 
 
