@@ -77,3 +77,27 @@ def test_doctor_passes_with_healthy_plugins(neuroplex_manager, capsys) -> None:
     out = capsys.readouterr().out
     assert "model: none — pip install neuroplex-models" in out
     assert out.strip().endswith("ok")
+
+
+def test_sigterm_interrupts_a_run_once_then_lets_it_finish_its_bookkeeping() -> None:
+    """torchrun's agent SIGTERMs every worker as soon as one dies, while rank 0 may already be
+    saving why it failed: that save and its one-line message must not be cut short."""
+    import os
+    import signal
+
+    from neuroplex.run.rundir import TermHandler, sigterm_as_interrupt
+
+    term = TermHandler()
+    with pytest.raises(KeyboardInterrupt):
+        term(signal.SIGTERM, None)
+    term(signal.SIGTERM, None)  # already stopping: ignored
+    quiet = TermHandler()
+    quiet.quiet()
+    quiet(signal.SIGTERM, None)  # the run is failing on its own: ignored
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler runs at the next bytecode
+    with sigterm_as_interrupt() as handler:
+        handler.quiet()
+        os.kill(os.getpid(), signal.SIGTERM)  # ignored: the process lives on
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -69,19 +69,22 @@ def run(
             with sigterm_as_interrupt():
                 return execute_worker(spec, path, resume=resume)
         run_dir = RunDir.open(spec, path, resume=resume)
-        try:
-            with sigterm_as_interrupt():
+        with sigterm_as_interrupt() as term:
+            try:
                 result = execute(spec, run_dir, resume=resume)
-        except KeyboardInterrupt:
-            run_dir.save(status="interrupted")
-            print(
-                f"neuroplex: interrupted; resume with: neuroplex run SPEC --resume --output {path}",
-                file=sys.stderr,
-            )
-            raise
-        except BaseException as exc:
-            run_dir.save(status="failed", error=f"{type(exc).__name__}: {exc}")
-            raise
+            except KeyboardInterrupt:
+                term.quiet()  # a second SIGTERM must not cut the status and message short
+                run_dir.save(status="interrupted")
+                print(
+                    "neuroplex: interrupted; resume with: neuroplex run SPEC --resume --output "
+                    f"{path}",
+                    file=sys.stderr,
+                )
+                raise
+            except BaseException as exc:
+                term.quiet()
+                run_dir.save(status="failed", error=f"{type(exc).__name__}: {exc}")
+                raise
         run_dir.save(status=result.status)
         return result
 

@@ -272,19 +272,37 @@ def worker_rank(spec: RunSpec) -> int:
         raise ConfigError(f"RANK={os.environ['RANK']!r} is not an integer") from None
 
 
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (``kill``, a scheduler's preemption, torchrun's agent) stops a run like Ctrl-C:
-    the Trainer writes its ``interrupt`` checkpoint and the manifest says ``interrupted``."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+class TermHandler:
+    """SIGTERM as ``KeyboardInterrupt``, once: when the run is already stopping (interrupted,
+    or failing and saving its status), a further SIGTERM is ignored, so the last bookkeeping
+    and its one-line message are not cut short (torchrun's agent sends SIGTERM to every worker
+    the moment one dies, while rank 0 is writing why it failed)."""
 
-    def handler(signum: int, frame: Any) -> None:
+    def __init__(self) -> None:
+        self.stopping = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    def quiet(self) -> None:
+        """The run is stopping on its own: ignore SIGTERM until the context ends."""
+        self.stopping = True
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[TermHandler]:
+    """SIGTERM (``kill``, a scheduler's preemption, torchrun's agent) stops a run like Ctrl-C:
+    the Trainer writes its ``interrupt`` checkpoint and the manifest says ``interrupted``
+    (see :class:`TermHandler`; outside the main thread nothing is installed)."""
+    term = TermHandler()
+    if threading.current_thread() is not threading.main_thread():
+        yield term
+        return
+    previous = signal.signal(signal.SIGTERM, term)
     try:
-        yield
+        yield term
     finally:
         signal.signal(signal.SIGTERM, previous)
