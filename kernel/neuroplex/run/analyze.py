@@ -32,6 +32,7 @@ __all__ = [
     "Analyzed",
     "analyze",
     "analyze_worker",
+    "final_analyzers",
     "now_analyzers",
     "run_analyses",
     "sharded_specs",
@@ -115,9 +116,16 @@ def analyze_worker(spec: RunSpec, model: torch.nn.Module, run_dir: Path, data: D
 
 
 def now_analyzers(specs: Sequence[AnalyzerSpec], *, has_policies: bool) -> list[AnalyzerSpec]:
-    """The entries the analyze stage runs: all of them without policies (the trained model is
-    the final one), else those that run on every model (``models = "every"``)."""
+    """The entries the analyze stage runs (and re-runs on each model a policy returns): all of
+    them without policies (the trained model is the final one), else those that run on every
+    model (``models = "every"``); the others are :func:`final_analyzers`."""
     return [s for s in specs if not has_policies or s.models == "every"]
+
+
+def final_analyzers(specs: Sequence[AnalyzerSpec]) -> list[AnalyzerSpec]:
+    """The entries that run once, after the policies, on the model the run ends with
+    (``models = "final"``; without policies the analyze stage runs them)."""
+    return [s for s in specs if s.models == "final"]
 
 
 def _now(spec: RunSpec) -> list[AnalyzerSpec]:

@@ -18,7 +18,7 @@ from neuroplex.errors import ConfigError
 from neuroplex.mechanic import Mechanic
 from neuroplex.protocols import Policy, PolicyContext, PolicyDecision, PolicyOutcome
 from neuroplex.records import DataSplits, ModelRecord
-from neuroplex.run.analyze import Analyzed, run_analyses
+from neuroplex.run.analyze import Analyzed, final_analyzers, now_analyzers, run_analyses
 from neuroplex.run.build import plugin_errors
 from neuroplex.run.export import export_model
 from neuroplex.run.train import _training_config, test_metrics, train_model
@@ -123,7 +123,7 @@ def apply_policies(policies: Sequence[tuple[str, Policy]], ctx: _Context) -> Non
             )
             ctx.analyses.update(
                 run_analyses(
-                    [s for s in ctx.spec.analysis.analyzers if s.models == "every"],
+                    now_analyzers(ctx.spec.analysis.analyzers, has_policies=True),
                     ctx.model,
                     ctx.onnx_path,
                     ctx.data,
@@ -141,7 +141,7 @@ def run_final_analyses(ctx: _Context) -> None:
     """The spec's ``models = "final"`` analyses, once, on the model the run ends with (keyed
     ``<id>`` for the trained model, ``<id>@roundN`` for one a policy returned after N
     decisions, like the other analyses of that model)."""
-    final = [s for s in ctx.spec.analysis.analyzers if s.models == "final"]
+    final = final_analyzers(ctx.spec.analysis.analyzers)
     if final:
         ctx.analyses.update(
             run_analyses(
