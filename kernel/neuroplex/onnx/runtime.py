@@ -233,14 +233,20 @@ class OnnxModule(nn.Module):
         value: InputRange | None = self.metadata.get("input_range")
         return value
 
+    @property
+    def input_channels(self) -> int | None:
+        """The channel count (axis 1) of the file's single input when it is static, else
+        ``None``: what a per-channel ``input_range`` must match."""
+        shape = self.input_specs[0].shape if len(self.input_specs) == 1 else ()
+        channels = shape[1] if len(shape) >= 2 else None
+        return channels if isinstance(channels, int) else None
+
     def _check_range_channels(self) -> None:
         """A per-channel ``input_range`` has one value per channel of the input's axis 1."""
         if self._input_range is None or range_channels(self._input_range) is None:
             return
-        shape = self.input_specs[0].shape if len(self.input_specs) == 1 else ()
-        channels = shape[1] if len(shape) >= 2 else None
-        if isinstance(channels, int):
-            check_input_range(self._input_range, channels=channels)
+        if self.input_channels is not None:
+            check_input_range(self._input_range, channels=self.input_channels)
 
     @property
     def foreign(self) -> bool:

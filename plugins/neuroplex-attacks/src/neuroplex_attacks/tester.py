@@ -339,12 +339,13 @@ class AdversarialTester:
                 )
             input_range = self._resolved.input_range or (0.0, 1.0)
         self.input_range: InputRange = check_input_range(input_range)
-        module = self._resolved.module
-        specs: Sequence[Any] = (
-            getattr(module, "input_specs", ()) if self._resolved.backend == "onnx" else ()
+        channels = (
+            getattr(self._resolved.module, "input_channels", None)
+            if self._resolved.backend == "onnx"
+            else None
         )
-        if len(specs) == 1 and len(specs[0].shape) >= 2 and isinstance(specs[0].shape[1], int):
-            check_input_range(self.input_range, channels=specs[0].shape[1])
+        if channels is not None:
+            check_input_range(self.input_range, channels=channels)
         if not 0.0 < float(vulnerability_threshold) <= 1.0:
             raise ConfigError(
                 f"vulnerability_threshold must be in (0, 1], got {vulnerability_threshold!r}",
